@@ -1,0 +1,47 @@
+# pertprobe: set-up, pipeline run, tests and benchmarks from a clean clone.
+#   make run    venv + Nextflow (if none on PATH) + the pipeline on the bundled test data
+#   make test   venv + Nextflow + the whole test suite
+#   make bench  benchmarks in tests/benchmarks/
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       ?= .venv
+NXF_DIST   ?= .nextflow-dist
+OUTDIR     ?= results
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+NEXTFLOW   := $(CURDIR)/$(NXF_DIST)/bin/nextflow
+PYTEST_ARGS ?=
+
+export NXF_OFFLINE ?= true
+export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
+
+.PHONY: venv nextflow run test bench test-data clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(NEXTFLOW): scripts/install_nextflow.sh
+	bash scripts/install_nextflow.sh $(NXF_DIST)
+
+nextflow: $(NEXTFLOW)
+
+run: venv nextflow
+	$(NEXTFLOW) run . -profile test --outdir $(OUTDIR) -ansi-log false
+
+test: venv nextflow
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) tests/benchmarks/run.py
+
+# Regenerate the bundled test dataset (deterministic; tests check it matches).
+test-data: venv
+	$(PY) bin/simulate.py --seed 0 --out assets/test_data/sim_crispri.h5ad --truth assets/test_data/sim_crispri.truth.h5ad
+
+clean:
+	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

@@ -1,0 +1,107 @@
+"""Shared click plumbing for the `bin/*.py` commands: version flags, versions.yml, clean errors."""
+
+from __future__ import annotations
+
+import functools
+import platform
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import InputError
+from .io import atomic_path
+
+
+def package_versions(packages: Sequence[str]) -> dict[str, str]:
+    """Versions of pertprobe, Python and the named distributions (those installed)."""
+    out = {"pertprobe": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_versions_yml(path: str, process: str, packages: Sequence[str]) -> None:
+    """Write an nf-core style versions.yml for `process`."""
+    lines = [f'"{process}":'] + [f"    {k}: {v}" for k, v in package_versions(packages).items()]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+class _Command(click.Command):
+    """A click command that turns `InputError` into a clean one-line error (exit status 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as err:
+            raise click.UsageError(str(err), ctx) from err
+
+
+def command(prog: str, packages: Sequence[str] = ()) -> Callable[[Callable[..., Any]], click.Command]:
+    """Decorate a function as a pertprobe command with `--version` and `--versions-yml`."""
+
+    def decorate(func: Callable[..., Any]) -> click.Command:
+        @functools.wraps(func)
+        def wrapper(*args: Any, versions_yml: str | None, task_process: str, **kwargs: Any) -> Any:
+            result = func(*args, **kwargs)
+            if versions_yml:
+                write_versions_yml(versions_yml, task_process, packages)
+            return result
+
+        wrapped = click.option(
+            "--task-process", default=prog.upper(), show_default=True, help="Process name used as the versions.yml key."
+        )(wrapper)
+        wrapped = click.option(
+            "--versions-yml", type=click.Path(dir_okay=False), default=None,
+            help="Also write the versions of the software used to this file (nf-core versions.yml).",
+        )(wrapped)
+        wrapped = click.version_option(__version__, prog_name=prog)(wrapped)
+        return click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})(wrapped)
+
+    return decorate
+
+
+def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the samplesheet's per-dataset columns as options; the command receives `spec: DatasetSpec`."""
+    from .dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, perturbation_col: str, control_label: str, batch_col: str | None,
+                counts_layer: str | None, perturbation_type: str, gene_id_type: str,
+                gene_symbol_col: str | None, min_cells_per_perturbation: int, **kwargs: Any) -> Any:
+        spec = DatasetSpec(perturbation_col=perturbation_col, control_label=control_label,
+                           batch_col=batch_col or None, counts_layer=counts_layer or None,
+                           perturbation_type=perturbation_type, gene_id_type=gene_id_type,
+                           gene_symbol_col=gene_symbol_col or None,
+                           min_cells_per_perturbation=min_cells_per_perturbation)
+        return func(*args, spec=spec, **kwargs)
+
+    options = [
+        click.option("--perturbation-col", default="perturbation", show_default=True, help="obs column of perturbation labels."),
+        click.option("--control-label", default="control", show_default=True, help="Label of control cells."),
+        click.option("--batch-col", default=None, help="obs column of batches (optional)."),
+        click.option("--counts-layer", default=None, help="Layer holding raw counts (default: X)."),
+        click.option("--perturbation-type", default="CRISPRi", show_default=True,
+                     help=f"One of {', '.join(PERTURBATION_TYPES)}."),
+        click.option("--gene-id-type", default="symbol", show_default=True,
+                     help=f"Identifier type of var_names: {', '.join(GENE_ID_TYPES)}."),
+        click.option("--gene-symbol-col", default=None, help="var column with gene symbols when var_names are Ensembl IDs."),
+        click.option("--min-cells-per-perturbation", type=click.IntRange(min=2), default=10, show_default=True),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse '0,1,2' into (0, 1, 2)."""
+    try:
+        return tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from err

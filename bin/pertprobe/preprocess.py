@@ -1,0 +1,197 @@
+"""Preprocessing: QC, normalization, gene selection, pseudobulk, DE genes and splits."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .dataset import DatasetSpec, split_targets
+from .pseudobulk import Pseudobulk, group_means
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Parameters of PREPROCESS (defaults follow DESIGN.md)."""
+
+    min_genes_per_cell: int = 200
+    min_cells_per_gene: int = 3
+    target_sum: float = 1e4
+    n_hvg: int = 2000
+    n_de_genes: int = 20
+    n_folds: int = 5
+    seeds: tuple[int, ...] = (0,)
+
+
+def load_counts(path: str | Path, spec: DatasetSpec) -> ad.AnnData:
+    """Read a validated input file with raw counts in X (float32 CSR) and standard obs columns."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(path)
+    counts = adata.layers[spec.counts_layer] if spec.counts_layer else adata.X
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    obs = pd.DataFrame(index=adata.obs_names.astype(str))
+    obs["perturbation"] = adata.obs[spec.perturbation_col].astype(str).to_numpy()
+    obs["is_control"] = obs["perturbation"] == spec.control_label
+    obs["batch"] = adata.obs[spec.batch_col].astype(str).to_numpy() if spec.batch_col else "all"
+    var = pd.DataFrame(index=adata.var_names.astype(str))
+    if spec.gene_symbol_col:
+        var["gene_symbol"] = adata.var[spec.gene_symbol_col].astype(str).to_numpy()
+    out = ad.AnnData(X=counts, obs=obs, var=var)
+    out.uns["pertprobe"] = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
+    return out
+
+
+def target_map(perturbations: list[str], var: pd.DataFrame, control_label: str) -> dict[str, list[str]]:
+    """Map each perturbation to the var_names of its measured target genes (symbols resolved via var)."""
+    lookup = {name: name for name in var.index}
+    if "gene_symbol" in var.columns:
+        lookup.update({sym: name for name, sym in zip(var.index, var["gene_symbol"], strict=True)})
+    return {p: [lookup[t] for t in split_targets(p) if t in lookup] for p in perturbations if p != control_label}
+
+
+def quality_control(adata: ad.AnnData, config: PreprocessConfig, keep_genes: set[str]) -> ad.AnnData:
+    """Drop cells with too few detected genes and genes detected in too few cells (targets kept)."""
+    detected_per_cell = np.diff(adata.X.indptr)
+    adata = adata[detected_per_cell >= config.min_genes_per_cell].copy()
+    detected_per_gene = np.bincount(adata.X.indices, minlength=adata.n_vars)
+    keep = (detected_per_gene >= config.min_cells_per_gene) | adata.var_names.isin(list(keep_genes))
+    return adata[:, keep].copy()
+
+
+def normalize(adata: ad.AnnData, target_sum: float) -> None:
+    """normalize_total + log1p into X, raw counts kept in layers['counts'] (in place)."""
+    import scanpy as sc
+
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata, target_sum=target_sum)
+    sc.pp.log1p(adata)
+
+
+def de_genes(adata: ad.AnnData, control_label: str, n_genes: int) -> pd.DataFrame:
+    """Top `n_genes` DE genes per perturbation vs control: Welch t-test ranked by |score| (scanpy)."""
+    import scanpy as sc
+
+    tmp = adata.copy()
+    tmp.obs["perturbation"] = tmp.obs["perturbation"].astype("category")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        sc.tl.rank_genes_groups(tmp, groupby="perturbation", reference=control_label, method="t-test",
+                                rankby_abs=True, n_genes=n_genes, use_raw=False)
+    res = tmp.uns["rank_genes_groups"]
+    frames = []
+    for group in res["names"].dtype.names:
+        frames.append(pd.DataFrame({
+            "perturbation": group,
+            "rank": np.arange(n_genes),
+            "gene": res["names"][group].astype(str),
+            "score": res["scores"][group].astype(np.float64),
+            "logfoldchange": res["logfoldchanges"][group].astype(np.float64),
+            "pval_adj": res["pvals_adj"][group].astype(np.float64),
+        }))
+    return pd.concat(frames, ignore_index=True).sort_values(["perturbation", "rank"], ignore_index=True)
+
+
+def select_genes(adata: ad.AnnData, n_hvg: int, extra: set[str]) -> np.ndarray:
+    """Boolean mask: highly variable genes (scanpy 'seurat' flavor) united with `extra` genes."""
+    import scanpy as sc
+
+    if n_hvg >= adata.n_vars:
+        hvg = np.ones(adata.n_vars, dtype=bool)
+    else:
+        result = sc.pp.highly_variable_genes(adata, n_top_genes=n_hvg, flavor="seurat", inplace=False)
+        hvg = result["highly_variable"].to_numpy()
+    adata.var["highly_variable"] = hvg
+    return hvg | adata.var_names.isin(list(extra))
+
+
+def make_splits(perturbations: list[str], n_folds: int, seeds: tuple[int, ...]) -> pd.DataFrame:
+    """K folds over perturbation labels per seed; a combination `A+B` is one label, kept whole."""
+    perts = sorted(perturbations)
+    if n_folds < 2 or n_folds > len(perts):
+        raise ValueError(f"n_folds must be between 2 and the number of perturbations ({len(perts)}), got {n_folds}")
+    rows = []
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(perts))
+        fold_of = {perts[i]: pos % n_folds for pos, i in enumerate(order)}
+        for fold in range(n_folds):
+            for p in perts:
+                rows.append((seed, fold, p, "test" if fold_of[p] == fold else "train"))
+    return pd.DataFrame(rows, columns=["seed", "fold", "perturbation", "split"])
+
+
+@dataclass
+class Preprocessed:
+    """Everything PREPROCESS writes."""
+
+    adata: ad.AnnData
+    pseudobulk: Pseudobulk
+    pseudobulk_by_batch: pd.DataFrame
+    de: pd.DataFrame
+    splits: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> Preprocessed:
+    """Run the whole preprocessing of one dataset."""
+    n_cells_in, n_genes_in = raw.n_obs, raw.n_vars
+    targets = target_map(sorted(raw.obs["perturbation"].unique()), raw.var, spec.control_label)
+    target_genes = {g for genes in targets.values() for g in genes}
+    adata = quality_control(raw, config, target_genes)
+
+    counts = adata.obs["perturbation"].value_counts()
+    too_small = sorted(p for p, n in counts.items() if p != spec.control_label and n < spec.min_cells_per_perturbation)
+    if too_small:
+        adata = adata[~adata.obs["perturbation"].isin(too_small)].copy()
+    if adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index) < config.n_folds:
+        raise ValueError(f"fewer than n_folds={config.n_folds} perturbations keep {spec.min_cells_per_perturbation} "
+                         "cells after QC; lower min_genes_per_cell or min_cells_per_perturbation")
+    if (adata.obs["perturbation"] == spec.control_label).sum() < 2:
+        raise ValueError("fewer than two control cells pass QC; lower min_genes_per_cell")
+
+    normalize(adata, config.target_sum)
+    de = de_genes(adata, spec.control_label, config.n_de_genes)
+    keep = select_genes(adata, config.n_hvg, target_genes | set(de["gene"]))
+    adata = adata[:, keep].copy()
+    adata.var["is_target"] = adata.var_names.isin(list(target_genes))
+    adata.var["is_de"] = adata.var_names.isin(list(set(de["gene"])))
+    adata.uns["pertprobe"]["preprocess"] = {k: list(v) if isinstance(v, tuple) else v
+                                            for k, v in asdict(config).items()}
+
+    labels = adata.obs["perturbation"].to_numpy()
+    means, n_cells = group_means(adata.X, labels)
+    perts = [p for p in means.index if p != spec.control_label]
+    pb = Pseudobulk(
+        means=pd.DataFrame(means.to_numpy(), index=means.index, columns=adata.var_names),
+        n_cells=n_cells,
+        targets={p: [g for g in targets.get(p, []) if g in set(adata.var_names)] for p in perts},
+        control_label=spec.control_label,
+        perturbation_type=spec.perturbation_type,
+    )
+    batch_labels = np.char.add(np.char.add(labels.astype(str), "|"), adata.obs["batch"].to_numpy().astype(str))
+    by_batch, by_batch_n = group_means(adata.X, batch_labels)
+    by_batch.columns = adata.var_names
+    by_batch.index = pd.MultiIndex.from_tuples([tuple(i.rsplit("|", 1)) for i in by_batch.index],
+                                               names=["perturbation", "batch"])
+    by_batch.insert(0, "n_cells", by_batch_n.to_numpy())
+
+    splits = make_splits(perts, config.n_folds, config.seeds)
+    summary = {
+        "n_cells_input": n_cells_in, "n_genes_input": n_genes_in,
+        "n_cells": adata.n_obs, "n_genes": adata.n_vars,
+        "n_control_cells": int(n_cells[spec.control_label]),
+        "n_perturbations": len(perts),
+        "n_hvg": int(adata.var["highly_variable"].sum()),
+        "n_targets_measured": int(adata.var["is_target"].sum()),
+        "perturbations_dropped_after_qc": too_small,
+        "perturbation_type": spec.perturbation_type,
+    }
+    return Preprocessed(adata, pb, by_batch, de, splits, summary)

@@ -1,0 +1,108 @@
+"""Leaderboard and self-contained HTML report from the metric tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric", "value"]
+HIGHER_IS_BETTER = {"pearson_delta": True, "rank_delta": False}
+
+
+def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean over perturbations per split, then mean/sd/min/max over splits (folds x seeds)."""
+    missing = set(METRIC_COLUMNS) - set(metrics.columns)
+    if missing:
+        raise ValueError(f"metric table lacks columns {sorted(missing)}")
+    keys = ["dataset", "model", "embedding", "metric"]
+    per_split = (metrics.groupby(keys + ["seed", "split"], observed=True)["value"]
+                 .agg(split_mean="mean", n_defined="count", n_total="size").reset_index())
+    per_split["n_undefined"] = per_split["n_total"] - per_split["n_defined"]
+    board = (per_split.groupby(keys, observed=True)
+             .agg(mean=("split_mean", "mean"), sd=("split_mean", "std"), min=("split_mean", "min"),
+                  max=("split_mean", "max"), n_splits=("split_mean", "size"),
+                  n_values=("n_total", "sum"), n_undefined=("n_undefined", "sum"))
+             .reset_index())
+    board["higher_is_better"] = board["metric"].map(HIGHER_IS_BETTER).fillna(True).astype(bool)
+    board["rank"] = board.groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=False)
+    lower = ~board["higher_is_better"]
+    board.loc[lower, "rank"] = board[lower].groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=True)
+    return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = metrics[(metrics["dataset"] == dataset) & (metrics["metric"] == metric)]
+    per_split = sub.groupby(["model", "embedding", "seed", "split"], observed=True)["value"].mean().reset_index()
+    per_split["label"] = per_split["model"] + np.where(per_split["embedding"] == "none", "", " / " + per_split["embedding"])
+    labels = sorted(per_split["label"].unique())
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    data = [per_split.loc[per_split["label"] == lab, "value"].dropna().to_numpy() for lab in labels]
+    ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(np.full(len(d), i) + np.linspace(-0.12, 0.12, len(d)) if len(d) else [], d, s=12, alpha=0.7)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right")
+    ax.set_ylabel(f"{metric} (mean per split)")
+    ax.set_title(f"{dataset}: {metric}")
+    if metric == "rank_delta":
+        ax.axhline(0.5, color="grey", ls="--", lw=1)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "NaN" if np.isnan(v) else floatfmt.format(v)
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
+
+
+def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
+                embeddings: list[dict[str, Any]], versions: str) -> str:
+    """One self-contained HTML page: leaderboard tables, plots, datasets, embeddings, versions."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
+             f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
+    parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
+                 "perturbations per split, summarized over folds × seeds. pearson_delta: higher is better; "
+                 "rank_delta: 0 is perfect, 0.5 is random. Definitions: docs/metrics.md.</p>")
+    for dataset in sorted(board["dataset"].unique()):
+        parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
+        if dataset in datasets:
+            summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
+            parts.append(_table(pd.DataFrame([summary])))
+        for metric in sorted(board.loc[board["dataset"] == dataset, "metric"].unique()):
+            sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
+            cols = ["rank", "model", "embedding", "mean", "sd", "min", "max", "n_splits", "n_values", "n_undefined"]
+            parts.append(f"<h3>{html.escape(metric)}</h3>" + _table(sub[cols]))
+            parts.append(f"<img alt='{html.escape(metric)}' src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
+    if embeddings:
+        parts.append("<h2>Cell embeddings</h2>")
+        parts.append(_table(pd.DataFrame(embeddings)))
+    parts.append(f"<h2>Software versions</h2><pre>{html.escape(versions)}</pre></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Preprocess one dataset: QC, normalization, gene selection, pseudobulk, DE genes, splits."""
+
+import click
+
+from pertprobe.cli import command, dataset_options, int_list
+
+
+@command("preprocess.py", packages=["anndata", "scanpy", "numpy", "pandas", "scipy", "pyarrow"])
+@click.option("--h5ad", "h5ad_path", required=True, help="Validated input dataset (.h5ad).")
+@click.option("--prefix", required=True, help="Output prefix; writes PREFIX.processed.h5ad and tables.")
+@click.option("--min-genes-per-cell", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option("--min-cells-per-gene", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--n-hvg", default=2000, show_default=True, type=click.IntRange(min=1))
+@click.option("--n-de-genes", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--n-folds", default=5, show_default=True, type=click.IntRange(min=2))
+@click.option("--seeds", default="0", show_default=True, callback=lambda c, p, v: int_list(v),
+              help="Comma-separated split seeds.")
+@dataset_options
+def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gene: int, n_hvg: int,
+         n_de_genes: int, n_folds: int, seeds: tuple[int, ...], spec) -> None:
+    """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json}."""
+    from pertprobe.io import write_h5ad, write_json, write_table
+    from pertprobe.preprocess import PreprocessConfig, load_counts, preprocess
+    from pertprobe.validate import validate_dataset
+
+    validate_dataset(h5ad_path, spec)
+    config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
+                              n_hvg=n_hvg, n_de_genes=n_de_genes, n_folds=n_folds, seeds=seeds)
+    result = preprocess(load_counts(h5ad_path, spec), spec, config)
+    write_table(result.de.set_index("perturbation"), f"{prefix}.de.parquet")
+    write_table(result.splits.set_index("seed"), f"{prefix}.splits.csv")
+    write_table(result.pseudobulk_by_batch, f"{prefix}.pseudobulk_by_batch.parquet")
+    result.pseudobulk.save(f"{prefix}.pseudobulk.parquet")
+    write_json(result.summary, f"{prefix}.summary.json")
+    write_h5ad(result.adata, f"{prefix}.processed.h5ad")
+    s = result.summary
+    click.echo(f"{prefix}: {s['n_cells']} cells x {s['n_genes']} genes, {s['n_perturbations']} perturbations")
+
+
+if __name__ == "__main__":
+    main()

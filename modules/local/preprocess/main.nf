@@ -1,0 +1,42 @@
+process PREPROCESS {
+    tag "${meta.id}"
+    label 'process_medium'
+    container 'ghcr.io/pertprobe/base:0.1.0'
+
+    input:
+    tuple val(meta), path(h5ad), path(validation)
+
+    output:
+    tuple val(meta), path("*.processed.h5ad")            , emit: h5ad
+    tuple val(meta), path("*.pseudobulk.parquet")        , emit: pseudobulk
+    tuple val(meta), path("*.pseudobulk_by_batch.parquet"), emit: pseudobulk_by_batch
+    tuple val(meta), path("*.de.parquet")                , emit: de
+    tuple val(meta), path("*.splits.csv")                , emit: splits
+    tuple val(meta), path("*.summary.json")              , emit: summary
+    path "versions.yml"                                  , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args   = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    preprocess.py \\
+        --h5ad ${h5ad} \\
+        --prefix ${prefix} \\
+        ${meta.dataset_args} \\
+        --versions-yml versions.yml \\
+        --task-process "${task.process}" \\
+        ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.processed.h5ad ${prefix}.pseudobulk.parquet ${prefix}.pseudobulk_by_batch.parquet ${prefix}.de.parquet
+    printf 'seed,fold,perturbation,split\\n0,0,stub,test\\n' > ${prefix}.splits.csv
+    echo '{"stub": true}' > ${prefix}.summary.json
+    printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,45 @@
+process REPORT {
+    label 'process_single'
+    container 'ghcr.io/pertprobe/base:0.1.0'
+
+    input:
+    path(metrics, stageAs: 'metrics/*', arity: '1..*')
+    path(summaries, stageAs: 'summaries/*', arity: '1..*')
+    path(embeddings, stageAs: 'embeddings/*', arity: '0..*')
+    path(versions)
+
+    output:
+    path "leaderboard.csv"      , emit: leaderboard
+    path "metrics.parquet"      , emit: metrics
+    path "report.html"          , emit: html
+    path "software_versions.yml", emit: software_versions
+    path "versions.yml"         , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def metric_args = metrics.collect { "--metrics ${it}" }.join(' ')
+    def summary_args = summaries.collect { "--summary ${it}" }.join(' ')
+    def embedding_args = embeddings.collect { "--embedding ${it}" }.join(' ')
+    """
+    cp ${versions} software_versions.yml
+    report.py \\
+        ${metric_args} \\
+        ${summary_args} \\
+        ${embedding_args} \\
+        --software-versions software_versions.yml \\
+        --outdir . \\
+        --versions-yml versions.yml \\
+        --task-process "${task.process}" \\
+        ${args}
+    """
+
+    stub:
+    """
+    touch leaderboard.csv metrics.parquet report.html
+    cp ${versions} software_versions.yml
+    printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
+    """
+}

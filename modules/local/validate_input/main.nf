@@ -1,0 +1,35 @@
+process VALIDATE_INPUT {
+    tag "${meta.id}"
+    label 'process_single'
+    container 'ghcr.io/pertprobe/base:0.1.0'
+
+    input:
+    tuple val(meta), path(h5ad)
+
+    output:
+    tuple val(meta), path("*.validation.json"), emit: json
+    path "versions.yml"                       , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args   = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    validate_input.py \\
+        --h5ad ${h5ad} \\
+        ${meta.dataset_args} \\
+        --out ${prefix}.validation.json \\
+        --versions-yml versions.yml \\
+        --task-process "${task.process}" \\
+        ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    echo '{"stub": true}' > ${prefix}.validation.json
+    printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
+    """
+}

@@ -1,0 +1,107 @@
+"""The real Nextflow pipeline on the bundled test data: run, -resume, -stub-run, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ..conftest import ROOT, TEST_DATA
+
+pytestmark = pytest.mark.pipeline
+
+
+def _nextflow() -> str | None:
+    candidates = [os.environ.get("PERTPROBE_NEXTFLOW"), str(ROOT / ".nextflow-dist" / "bin" / "nextflow"),
+                  shutil.which("nextflow")]
+    return next((c for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
+NEXTFLOW = _nextflow()
+if NEXTFLOW is None:
+    pytest.skip("Nextflow not found: run `make nextflow` (or `make test`, which installs it) to run the pipeline "
+                "tests", allow_module_level=True)
+
+
+def nextflow(launch_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the pipeline from `launch_dir` with this interpreter's environment as the task environment."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [NEXTFLOW, "run", str(ROOT), "-ansi-log", "false", "--venv", sys.prefix, *args]
+    env = {**os.environ, "NXF_OFFLINE": "true"}
+    result = subprocess.run(cmd, cwd=launch_dir, capture_output=True, text=True, env=env, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"nextflow failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def trace_statuses(trace: Path) -> list[str]:
+    with trace.open() as fh:
+        return [row["status"] for row in csv.DictReader(fh, delimiter="\t")]
+
+
+@pytest.fixture(scope="module")
+def test_run(tmp_path_factory):
+    launch = tmp_path_factory.mktemp("nf_run")
+    nextflow(launch, "-profile", "test", "--outdir", "results", "-with-trace", "trace1.txt")
+    return launch
+
+
+def test_pipeline_writes_leaderboard_and_report(test_run):
+    results = test_run / "results"
+    board = pd.read_csv(results / "leaderboard.csv")
+    assert set(board["model"]) == {"no_change", "mean", "crispr_informed_mean"}
+    assert set(board["metric"]) == {"pearson_delta", "rank_delta"}
+    rank = board[board["metric"] == "rank_delta"].set_index("model")["mean"]
+    assert rank["mean"] == 0.5 and rank["no_change"] == 0.5
+    assert rank["crispr_informed_mean"] < 0.3
+    assert (board["n_splits"] == 6).all()  # 3 folds x 2 seeds in the test profile
+    html = (results / "report.html").read_text()
+    assert "pertprobe report" in html and "data:image/png;base64," in html
+    assert (results / "pipeline_info" / "software_versions.yml").read_text().count('"PREPROCESS":') == 1
+    assert list((results / "embed_cells").glob("*.pca.embedding.h5ad"))
+    statuses = trace_statuses(test_run / "trace1.txt")
+    assert statuses and set(statuses) == {"COMPLETED"}
+
+
+def test_resume_reruns_nothing(test_run):
+    before = (test_run / "results" / "leaderboard.csv").read_bytes()
+    nextflow(test_run, "-profile", "test", "--outdir", "results", "-resume", "-with-trace", "trace2.txt")
+    statuses = trace_statuses(test_run / "trace2.txt")
+    assert statuses and set(statuses) == {"CACHED"}, statuses
+    assert (test_run / "results" / "leaderboard.csv").read_bytes() == before
+
+
+def test_stub_run_of_whole_pipeline(tmp_path):
+    nextflow(tmp_path, "-profile", "test", "--outdir", "results", "-stub-run", "-with-trace", "trace.txt")
+    statuses = trace_statuses(tmp_path / "trace.txt")
+    processes = {p.split(" ")[0] for p in pd.read_csv(tmp_path / "trace.txt", sep="\t")["name"]}
+    assert set(statuses) == {"COMPLETED"}
+    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "PREDICT", "EVALUATE", "REPORT"}
+    assert (tmp_path / "results" / "report.html").exists()
+
+
+def test_bad_dataset_column_fails_in_validate_input_with_the_fix(tmp_path):
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("dataset,h5ad,perturbation_type,gene_id_type,perturbation_col\n"
+                     f"bad,{TEST_DATA / 'sim_crispri.h5ad'},CRISPRi,symbol,guide_identity\n")
+    result = nextflow(tmp_path, "-profile", "test", "--input", str(sheet), "--outdir", "results", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "VALIDATE_INPUT" in out and "obs['guide_identity']" in out and "perturbation_col" in out
+    assert not (tmp_path / "results" / "preprocess").exists()
+
+
+def test_bad_samplesheet_names_line_and_field(tmp_path):
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("dataset,h5ad,perturbation_type,gene_id_type\n"
+                     f"sim,{TEST_DATA / 'sim_crispri.h5ad'},CRISPRko,symbol\n")
+    result = nextflow(tmp_path, "-profile", "test", "--input", str(sheet), check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{sheet} line 2" in out and "perturbation_type" in out and "CRISPRi" in out

@@ -1,0 +1,103 @@
+"""The bin/ commands: --help/--version, the whole chain on small data, determinism, versions.yml."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pertprobe import __version__
+
+from ..conftest import BIN
+
+COMMANDS = ["simulate.py", "validate_input.py", "preprocess.py", "embed_cells.py", "predict.py", "evaluate.py",
+            "report.py"]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_and_version(command, tmp_path):
+    help_ = run(BIN / command, "--help", cwd=tmp_path)
+    assert help_.returncode == 0, help_.stderr
+    assert "--versions-yml" in help_.stdout
+    version = run(BIN / command, "--version", cwd=tmp_path)
+    assert version.returncode == 0 and __version__ in version.stdout
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _chain(workdir: Path) -> dict[str, str]:
+    """simulate -> validate -> preprocess -> embed -> predict -> evaluate -> report; digests of outputs."""
+    workdir.mkdir()
+    steps = [
+        ["simulate.py", "--out", "d.h5ad", "--truth", "t.h5ad", "--n-genes", "200", "--n-programs", "6",
+         "--program-size", "15", "--n-single", "12", "--n-double", "2", "--n-nonexpressed", "2",
+         "--cells-per-perturbation", "30", "--n-control", "150", "--seed", "4"],
+        ["validate_input.py", "--h5ad", "d.h5ad", "--batch-col", "batch", "--out", "v.json"],
+        ["preprocess.py", "--h5ad", "d.h5ad", "--batch-col", "batch", "--prefix", "d", "--n-hvg", "100",
+         "--n-folds", "3", "--seeds", "0", "--min-genes-per-cell", "20", "--versions-yml", "versions.yml",
+         "--task-process", "PREPROCESS"],
+        ["embed_cells.py", "--h5ad", "d.processed.h5ad", "--n-comps", "5", "--out", "d.pca.h5ad"],
+        ["predict.py", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv", "--seed", "0",
+         "--fold", "1", "--predictor", "crispr_informed_mean", "--dataset", "d", "--out", "p.parquet"],
+        ["evaluate.py", "--prediction", "p.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--out", "m.parquet"],
+        ["report.py", "--metrics", "m.parquet", "--summary", "d.summary.json", "--embedding", "d.pca.h5ad",
+         "--outdir", "report"],
+    ]
+    for step in steps:
+        result = run(BIN / step[0], *step[1:], cwd=workdir)
+        assert result.returncode == 0, f"{step[0]} failed:\n{result.stderr}"
+    outputs = ["d.h5ad", "t.h5ad", "v.json", "d.pseudobulk.parquet", "d.de.parquet", "d.splits.csv",
+               "d.summary.json", "p.parquet", "m.parquet", "report/leaderboard.csv", "report/metrics.parquet",
+               "report/report.html"]
+    return {name: _digest(workdir / name) for name in outputs}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    return root, _chain(root / "a"), _chain(root / "b")
+
+
+def test_chain_outputs_are_byte_identical_across_runs(chain):
+    _, first, second = chain
+    assert first == second
+
+
+def test_chain_outputs_follow_contracts(chain):
+    import anndata as ad
+
+    from pertprobe.io import read_table_metadata
+
+    root, _, _ = chain
+    work = root / "a"
+    meta = read_table_metadata(work / "p.parquet")
+    assert meta["model"] == "crispr_informed_mean" and meta["split"] == "fold1" and meta["seed"] == 0
+    metrics = pd.read_parquet(work / "m.parquet").reset_index()
+    assert list(metrics.columns) == ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric",
+                                     "value"]
+    emb = ad.read_h5ad(work / "d.pca.h5ad")
+    processed = ad.read_h5ad(work / "d.processed.h5ad", backed="r")
+    assert list(emb.obs_names) == list(processed.obs_names)
+    assert emb.uns["embedding"]["model"] == "pca" and emb.uns["embedding"]["n_dims"] == emb.n_vars == 5
+    versions = (work / "versions.yml").read_text()
+    assert versions.startswith('"PREPROCESS":') and "scanpy:" in versions and f"pertprobe: {__version__}" in versions
+    html = (work / "report" / "report.html").read_text()
+    assert "crispr_informed_mean" in html and "data:image/png;base64," in html and "<script src" not in html
+
+
+def test_prediction_for_a_missing_split_fails_cleanly(chain, tmp_path):
+    root, _, _ = chain
+    work = root / "a"
+    result = run(BIN / "predict.py", "--pseudobulk", work / "d.pseudobulk.parquet", "--splits", work / "d.splits.csv",
+                 "--seed", "7", "--fold", "0", "--predictor", "mean", "--dataset", "d", "--out", tmp_path / "x.parquet",
+                 cwd=tmp_path)
+    assert result.returncode != 0 and "seed=7" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.parquet").exists()

@@ -1,0 +1,91 @@
+"""Metrics against their definitions on inputs with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from pertprobe.metrics import rank_metric, response_metrics, rowwise_pearson
+
+
+def _brute_force_rank(pred, obs):
+    """Literal definition: position of p's own prediction, ties at their average position."""
+    n = len(pred)
+    out = []
+    for p in range(n):
+        cos = [np.dot(obs[p], q) / (np.linalg.norm(obs[p]) * np.linalg.norm(q)) if np.linalg.norm(q) > 0 else 0.0
+               for q in pred]
+        own = cos[p]
+        above = sum(c > own + 1e-12 for i, c in enumerate(cos) if i != p)
+        ties = sum(abs(c - own) <= 1e-12 for i, c in enumerate(cos) if i != p)
+        out.append((above + 0.5 * ties) / (n - 1))
+    return np.array(out)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_pearson_matches_scipy(rng):
+    a, b = rng.normal(size=(6, 50)), rng.normal(size=(6, 50))
+    expected = [stats.pearsonr(x, y)[0] for x, y in zip(a, b)]
+    np.testing.assert_allclose(rowwise_pearson(a, b), expected, rtol=1e-12)
+
+
+def test_pearson_of_constant_row_is_undefined():
+    assert np.isnan(rowwise_pearson(np.zeros((1, 5)), np.arange(5.0)[None])[0])
+
+
+def test_oracle_is_perfect(rng):
+    obs = rng.normal(size=(20, 100))
+    assert np.all(rank_metric(obs, obs) == 0.0)
+    np.testing.assert_allclose(rowwise_pearson(obs, obs), 1.0)
+
+
+def test_scaled_oracle_is_perfect(rng):
+    obs = rng.normal(size=(10, 40))
+    assert np.all(rank_metric(3.0 * obs, obs) == 0.0)
+
+
+def test_constant_predictor_scores_exactly_one_half(rng):
+    obs = rng.normal(size=(25, 60))
+    const = np.tile(rng.normal(size=60), (25, 1))
+    assert np.all(rank_metric(const, obs) == 0.5)
+    assert np.all(rank_metric(np.zeros_like(obs), obs) == 0.5)
+
+
+def test_anti_oracle_is_worst(rng):
+    obs = rng.normal(size=(12, 300))
+    assert np.all(rank_metric(-obs, obs) == 1.0)
+
+
+def test_rank_matches_brute_force_with_ties(rng):
+    pred = rng.normal(size=(15, 20))
+    pred[3] = pred[7]  # duplicated predictions tie
+    pred[9] = 0.0  # a zero prediction
+    obs = pred + rng.normal(scale=2.0, size=pred.shape)
+    np.testing.assert_allclose(rank_metric(pred, obs), _brute_force_rank(pred, obs), atol=1e-12)
+
+
+def test_rank_hand_computed():
+    obs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    pred = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.9]])
+    # p0: cos to preds = [0, 0, 0.74] -> own 0 ties with pred1, pred2 above -> (1 + 0.5) / 2
+    # p1: cos = [1, 1, 0.67] -> own ties pred0 -> 0.5 / 2
+    # p2: cos = [0.71, 0.71, 0.9996] -> own best -> 0
+    np.testing.assert_allclose(rank_metric(pred, obs), [0.75, 0.25, 0.0])
+
+
+def test_response_metrics_long_table(rng):
+    genes = [f"g{i}" for i in range(30)]
+    obs = pd.DataFrame(rng.normal(size=(5, 30)), index=list("abcde"), columns=genes)
+    control = rng.normal(size=30)
+    table = response_metrics(obs.copy(), obs, control)
+    assert set(table["metric"]) == {"pearson_delta", "rank_delta"}
+    assert len(table) == 10
+    wide = table.pivot(index="perturbation", columns="metric", values="value")
+    np.testing.assert_allclose(wide["pearson_delta"], 1.0)
+    assert (wide["rank_delta"] == 0).all()
+    with pytest.raises(ValueError, match="same perturbations"):
+        response_metrics(obs.iloc[::-1], obs, control)
