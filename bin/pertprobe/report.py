@@ -32,6 +32,7 @@ def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
     board["rank"] = board.groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=False)
     lower = ~board["higher_is_better"]
     board.loc[lower, "rank"] = board[lower].groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=True)
+    board["rank"] = board["rank"].astype("Int64")
     return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)
 
 
@@ -69,6 +70,8 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
 
 def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
     def fmt(v: Any) -> str:
+        if v is pd.NA:
+            return ""
         if isinstance(v, (float, np.floating)):
             return "NaN" if np.isnan(v) else floatfmt.format(v)
         return html.escape(str(v))

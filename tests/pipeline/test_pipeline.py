@@ -105,3 +105,39 @@ def test_bad_samplesheet_names_line_and_field(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"{sheet} line 2" in out and "perturbation_type" in out and "CRISPRi" in out
+
+
+@pytest.mark.parametrize(("profiles", "expected"), [
+    ("slurm,gpu", ["process.executor = 'slurm'", "process.'withLabel:process_gpu'.clusterOptions = '--gres=gpu:1'",
+                   "process.'withLabel:process_gpu'.accelerator = 1"]),
+    ("awsbatch,docker,gpu", ["process.executor = 'awsbatch'", "docker.enabled = true",
+                             "process.'withLabel:process_gpu'.containerOptions = '--gpus all'"]),
+    ("singularity", ["singularity.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
+    ("apptainer", ["apptainer.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
+    ("test", ["params.n_folds = 3", "process.executor = 'local'"]),
+])
+def test_profiles_resolve(profiles, expected):
+    result = subprocess.run([NEXTFLOW, "config", "-flat", "-profile", profiles, str(ROOT)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for line in expected:
+        assert line in result.stdout, (line, result.stdout[-2000:])
+
+
+def test_schema_documents_every_parameter():
+    """nextflow_schema.json and nextflow.config declare the same parameters with the same defaults."""
+    import json
+
+    result = subprocess.run([NEXTFLOW, "config", "-flat", str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    config = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("params."):
+            key, value = line.removeprefix("params.").split(" = ", 1)
+            config[key] = value.strip("'")
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    props = {k: v for group in schema["$defs"].values() for k, v in group["properties"].items()}
+    assert set(props) == set(config)
+    for key, prop in props.items():
+        if "default" in prop and key != "venv":
+            assert str(prop["default"]).lower() == config[key].lower(), key
