@@ -9,9 +9,11 @@ from pertprobe.cli import command
 @command("evaluate.py", packages=["numpy", "pandas", "pyarrow"])
 @click.option("--prediction", "prediction_path", required=True, help="Prediction .parquet from PREDICT.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
+@click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene metrics).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet/.csv).")
-def main(prediction_path: str, pseudobulk_path: str, out_path: str) -> None:
+def main(prediction_path: str, pseudobulk_path: str, de_path: str | None, out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
+    from pertprobe.de import de_gene_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
     from pertprobe.metrics import response_metrics
     from pertprobe.pseudobulk import Pseudobulk
@@ -24,7 +26,8 @@ def main(prediction_path: str, pseudobulk_path: str, out_path: str) -> None:
     if missing or not pred.columns.equals(pb.genes):
         raise click.UsageError(f"{prediction_path}: perturbations or genes do not match {pseudobulk_path} "
                                f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
-    table = response_metrics(pred, pb.means.loc[pred.index], pb.control)
+    de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
+    table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de)
     for key in ("dataset", "split", "seed", "model", "embedding"):
         table[key] = meta[key]
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)

@@ -6,34 +6,48 @@ import click
 from pertprobe.cli import command
 
 
-@command("predict.py", packages=["numpy", "pandas", "pyarrow"])
+@command("predict.py", packages=["numpy", "pandas", "pyarrow", "scikit-learn", "torch"])
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
+@click.option("--pseudobulk-by-batch", "by_batch_path", default=None,
+              help="PREFIX.pseudobulk_by_batch.parquet (used by latent_additive).")
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
-@click.option("--seed", required=True, type=int, help="Split seed.")
+@click.option("--seed", required=True, type=int, help="Split seed (also seeds the model).")
 @click.option("--fold", required=True, type=int, help="Test fold.")
-@click.option("--predictor", required=True, help="Predictor name (no_change, mean, crispr_informed_mean).")
+@click.option("--predictor", required=True, help="Predictor name (see docs/metrics.md).")
+@click.option("--gene-embedding", "embedding_path", default=None, help="Gene-embedding table from EMBED_GENES.")
 @click.option("--dataset", required=True, help="Dataset id recorded in the output.")
+@click.option("--linear-n-components", default=10, show_default=True, type=click.IntRange(min=1),
+              help="k of the linear model's gene PCA.")
+@click.option("--linear-ridge", default=0.1, show_default=True, type=click.FloatRange(min=0), help="λ of the linear model.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet.")
-def main(pseudobulk_path: str, splits_path: str, seed: int, fold: int, predictor: str, dataset: str,
+def main(pseudobulk_path: str, by_batch_path: str | None, splits_path: str, seed: int, fold: int, predictor: str,
+         embedding_path: str | None, dataset: str, linear_n_components: int, linear_ridge: float,
          out_path: str) -> None:
-    """Write test perturbations x genes predictions with the split, seed and predictor that made them."""
+    """Write test perturbations x genes predictions with the split, seed, predictor and embedding that made them."""
+    from pathlib import Path
+
+    from pertprobe.gene_embeddings import embedding_metadata, read_embedding
     from pertprobe.io import read_table, write_table
     from pertprobe.predictors import PREDICTORS, predict
     from pertprobe.pseudobulk import Pseudobulk
+    from pertprobe.splits import split_sets
 
     if predictor not in PREDICTORS:
         raise click.BadParameter(f"unknown predictor {predictor!r}; choose from {', '.join(PREDICTORS)}")
-    splits = read_table(splits_path).reset_index()
-    rows = splits[(splits["seed"] == seed) & (splits["fold"] == fold)]
-    if rows.empty:
-        raise click.BadParameter(f"{splits_path} has no split with seed={seed}, fold={fold}")
-    train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
-    test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
-    pred = predict(predictor, Pseudobulk.load(pseudobulk_path), train, test)
+    train, test = split_sets(read_table(splits_path), seed, fold, splits_path)
+    embedding = read_embedding(embedding_path) if embedding_path else None
+    emb_meta = embedding_metadata(embedding_path) if embedding_path else {}
+    params = {"n_components": linear_n_components, "ridge": linear_ridge} if predictor == "linear" else {}
+    by_batch = read_table(by_batch_path) if by_batch_path else None
+    pred, info = predict(predictor, Pseudobulk.load(pseudobulk_path), train, test, embedding=embedding,
+                         by_batch=by_batch, seed=seed, **params)
+    emb_name = emb_meta.get("source", Path(embedding_path).name.split(".")[0]) if embedding_path else "none"
     write_table(pred, out_path, metadata={"dataset": dataset, "seed": seed, "split": f"fold{fold}",
-                                          "model": predictor, "embedding": "none",
-                                          "n_train": len(train), "n_test": len(test)})
-    click.echo(f"{out_path}: {len(test)} test perturbations predicted by {predictor} (seed {seed}, fold {fold})")
+                                          "model": predictor, "embedding": emb_name, "n_train": len(train),
+                                          "n_test": len(test), "info": info, "params": params})
+    fallback = f", {info['n_fallback']} fell back to the mean" if "n_fallback" in info else ""
+    click.echo(f"{out_path}: {len(test)} test perturbations predicted by {predictor}/{emb_name} "
+               f"(seed {seed}, fold {fold}{fallback})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Response-prediction metrics on pseudobulk profiles (definitions and sources in docs/metrics.md)."""
+"""Response-prediction metrics on pseudobulk profiles (definitions and sources in docs/metrics.md).
+
+Everything is vectorized over perturbations: one call scores a whole split.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,15 @@ import numpy as np
 import pandas as pd
 
 TIE_TOLERANCE = 1e-10
+DE_METRICS = ("pearson_de", "pearson_de_delta", "mse_de", "rmse_de", "direction_accuracy_de")
+METRICS = ("pearson", "pearson_delta", "mse", "rmse", "l2_delta", "cosine_delta", "rank_delta", "rank_raw",
+           "de_overlap_at_k") + DE_METRICS
+HIGHER_IS_BETTER = {
+    "pearson": True, "pearson_de": True, "pearson_delta": True, "pearson_de_delta": True,
+    "mse": False, "rmse": False, "mse_de": False, "rmse_de": False, "l2_delta": False,
+    "cosine_delta": True, "rank_delta": False, "rank_raw": False,
+    "direction_accuracy_de": True, "de_overlap_at_k": True,
+}
 
 
 def _center(a: np.ndarray) -> np.ndarray:
@@ -15,9 +27,15 @@ def _center(a: np.ndarray) -> np.ndarray:
 def rowwise_pearson(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of `pred` with the same row of `obs` (NaN if a row is constant)."""
     p, o = _center(pred), _center(obs)
-    denom = np.sqrt((p * p).sum(axis=1) * (o * o).sum(axis=1))
+    return rowwise_cosine(p, o)
+
+
+def rowwise_cosine(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows (NaN if either row is zero)."""
+    denom = np.sqrt(np.einsum("ij,ij->i", pred, pred) * np.einsum("ij,ij->i", obs, obs))
+    num = np.einsum("ij,ij->i", pred, obs)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (p * o).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
+        return np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), np.nan)
 
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
@@ -25,18 +43,18 @@ def _unit_rows(a: np.ndarray) -> np.ndarray:
     return np.divide(a, norm, out=np.zeros_like(a), where=norm > 0)
 
 
-def rank_metric(pred_delta: np.ndarray, obs_delta: np.ndarray) -> np.ndarray:
+def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Normalized rank of each perturbation's own prediction among all predictions.
 
-    For perturbation p, all N predictions are ordered by cosine similarity to p's observed Δ; the
-    result is the number of other predictions ranked above p's own (ties count one half) over
+    For perturbation p, all N predictions are ordered by cosine similarity to p's observation;
+    the result is the number of other predictions ranked above p's own (ties count one half) over
     N − 1: 0 is perfect, 0.5 is random, and a constant predictor scores exactly 0.5. A zero vector
     has cosine 0 with everything.
     """
-    n = pred_delta.shape[0]
+    n = pred.shape[0]
     if n < 2:
         return np.full(n, np.nan)
-    sims = _unit_rows(obs_delta) @ _unit_rows(pred_delta).T  # sims[p, q] = cos(obs_p, pred_q)
+    sims = _unit_rows(obs) @ _unit_rows(pred).T  # sims[p, q] = cos(obs_p, pred_q)
     own = np.diag(sims)[:, None]
     tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))
     above = (sims > own + tol).sum(axis=1)
@@ -44,19 +62,73 @@ def rank_metric(pred_delta: np.ndarray, obs_delta: np.ndarray) -> np.ndarray:
     return (above + 0.5 * ties) / (n - 1)
 
 
-def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray) -> pd.DataFrame:
-    """Per-perturbation metrics (long format: perturbation, metric, value).
+def _de_index(perturbations: pd.Index, genes: pd.Index, de_genes: dict[str, list[str]], k: int) -> np.ndarray:
+    """n x k matrix of column indices of each perturbation's DE genes (-1 where missing)."""
+    col = pd.Series(np.arange(len(genes)), index=genes)
+    idx = np.full((len(perturbations), k), -1, dtype=np.int64)
+    for row, p in enumerate(perturbations):
+        found = col.reindex(de_genes.get(p, [])[:k]).dropna().to_numpy(dtype=np.int64)
+        idx[row, : len(found)] = found
+    return idx
 
-    `pred` and `obs` are perturbations x genes with identical index and columns.
+
+def top_k_overlap(pred_delta: np.ndarray, obs_delta: np.ndarray, k: int) -> np.ndarray:
+    """Fraction of the k genes with the largest observed |Δ| that are among the predicted top k."""
+    k = min(k, pred_delta.shape[1])
+    top_pred = np.argpartition(-np.abs(pred_delta), k - 1, axis=1)[:, :k]
+    top_obs = np.argpartition(-np.abs(obs_delta), k - 1, axis=1)[:, :k]
+    hits = np.zeros(pred_delta.shape, dtype=bool)
+    np.put_along_axis(hits, top_pred, True, axis=1)
+    return np.take_along_axis(hits, top_obs, axis=1).mean(axis=1)
+
+
+def _de_metrics(P: np.ndarray, O: np.ndarray, dP: np.ndarray, dO: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    n, k = idx.shape
+    complete = (idx >= 0).all(axis=1)
+    safe = np.where(idx >= 0, idx, 0)
+    rows = np.arange(n)[:, None]
+    p_de, o_de, dp_de, do_de = P[rows, safe], O[rows, safe], dP[rows, safe], dO[rows, safe]
+    out = {
+        "pearson_de": rowwise_pearson(p_de, o_de),
+        "pearson_de_delta": rowwise_pearson(dp_de, do_de),
+        "mse_de": ((p_de - o_de) ** 2).mean(axis=1),
+        "direction_accuracy_de": (np.sign(dp_de) == np.sign(do_de)).mean(axis=1),
+    }
+    out["rmse_de"] = np.sqrt(out["mse_de"])
+    return {m: np.where(complete, v, np.nan) for m, v in out.items()}
+
+
+def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
+                     de_genes: dict[str, list[str]] | None = None, k: int = 20) -> pd.DataFrame:
+    """Per-perturbation metrics as a long table (perturbation, metric, value).
+
+    `pred` and `obs` are perturbations x genes with identical index and columns; `control` is the
+    dataset's control mean; `de_genes` maps each perturbation to its top DE genes (DE metrics use
+    the first `k`; they are NaN when absent).
     """
     if not pred.index.equals(obs.index) or not pred.columns.equals(obs.columns):
         raise ValueError("prediction and observation must have the same perturbations and genes in the same order")
-    p = pred.to_numpy(dtype=np.float64)
-    o = obs.to_numpy(dtype=np.float64)
-    pd_delta, od_delta = p - control[None, :], o - control[None, :]
+    P = pred.to_numpy(dtype=np.float64)
+    O = obs.to_numpy(dtype=np.float64)
+    c = np.asarray(control, dtype=np.float64)[None, :]
+    dP, dO = P - c, O - c
+    mse = ((P - O) ** 2).mean(axis=1)
     values = {
-        "pearson_delta": rowwise_pearson(pd_delta, od_delta),
-        "rank_delta": rank_metric(pd_delta, od_delta),
+        "pearson": rowwise_pearson(P, O),
+        "pearson_delta": rowwise_pearson(dP, dO),
+        "mse": mse,
+        "rmse": np.sqrt(mse),
+        "l2_delta": np.linalg.norm(dP - dO, axis=1),
+        "cosine_delta": rowwise_cosine(dP, dO),
+        "rank_delta": rank_metric(dP, dO),
+        "rank_raw": rank_metric(P, O),
+        "de_overlap_at_k": top_k_overlap(dP, dO, k),
     }
-    frames = [pd.DataFrame({"perturbation": pred.index, "metric": m, "value": v}) for m, v in values.items()]
-    return pd.concat(frames, ignore_index=True)
+    if de_genes is not None:
+        values.update(_de_metrics(P, O, dP, dO, _de_index(pred.index, pred.columns, de_genes, k)))
+    n = len(pred)
+    return pd.DataFrame({
+        "perturbation": np.tile(pred.index.to_numpy(), len(values)),
+        "metric": np.repeat(list(values), n),
+        "value": np.concatenate(list(values.values())),
+    })

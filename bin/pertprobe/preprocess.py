@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .dataset import DatasetSpec, split_targets
+from .de import welch_top_genes
 from .pseudobulk import Pseudobulk, group_means
 
 if TYPE_CHECKING:
@@ -77,27 +77,8 @@ def normalize(adata: ad.AnnData, target_sum: float) -> None:
 
 
 def de_genes(adata: ad.AnnData, control_label: str, n_genes: int) -> pd.DataFrame:
-    """Top `n_genes` DE genes per perturbation vs control: Welch t-test ranked by |score| (scanpy)."""
-    import scanpy as sc
-
-    tmp = adata.copy()
-    tmp.obs["perturbation"] = tmp.obs["perturbation"].astype("category")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        sc.tl.rank_genes_groups(tmp, groupby="perturbation", reference=control_label, method="t-test",
-                                rankby_abs=True, n_genes=n_genes, use_raw=False)
-    res = tmp.uns["rank_genes_groups"]
-    frames = []
-    for group in res["names"].dtype.names:
-        frames.append(pd.DataFrame({
-            "perturbation": group,
-            "rank": np.arange(n_genes),
-            "gene": res["names"][group].astype(str),
-            "score": res["scores"][group].astype(np.float64),
-            "logfoldchange": res["logfoldchanges"][group].astype(np.float64),
-            "pval_adj": res["pvals_adj"][group].astype(np.float64),
-        }))
-    return pd.concat(frames, ignore_index=True).sort_values(["perturbation", "rank"], ignore_index=True)
+    """Top `n_genes` DE genes per perturbation vs control: Welch t-test ranked by |score|."""
+    return welch_top_genes(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, control_label, n_genes)
 
 
 def select_genes(adata: ad.AnnData, n_hvg: int, extra: set[str]) -> np.ndarray:

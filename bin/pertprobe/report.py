@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .metrics import HIGHER_IS_BETTER
+
 METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric", "value"]
-HIGHER_IS_BETTER = {"pearson_delta": True, "rank_delta": False}
 
 
 def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:

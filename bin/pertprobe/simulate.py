@@ -32,8 +32,8 @@ class SimulationConfig:
     """Parameters of the simulator; the defaults give the bundled test dataset's size."""
 
     n_genes: int = 500
-    n_programs: int = 10
-    program_size: int = 25
+    n_programs: int = 5
+    program_size: int = 30
     n_single: int = 30
     n_nonexpressed: int = 4
     n_double: int = 6
@@ -47,7 +47,7 @@ class SimulationConfig:
     frac_no_effect: float = 0.1
     weak_scale: float = 0.25
     program_effect_sd: float = 0.8
-    shared_response_sd: float = 0.2
+    shared_response_sd: float = 0.1
     interaction_sd: float = 0.5
     batch_effect_sd: float = 0.3
     frac_nonexpressed_genes: float = 0.04
@@ -133,6 +133,8 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
     # Single perturbations: regulators spread over programs, then efficacy classes.
     program_genes = np.arange(n_program_genes)
     regulators = np.sort(rng.choice(program_genes, size=config.n_single, replace=False))
+    # Regulators are co-expressed with their program (positive loadings, as members of one complex).
+    loadings[program[regulators], regulators] = config.program_effect_sd * rng.uniform(0.5, 1.5, size=len(regulators))
     n_weak = int(round(config.frac_weak * config.n_single))
     n_none = int(round(config.frac_no_effect * config.n_single))
     classes = np.array(["strong"] * (config.n_single - n_weak - n_none) + ["weak"] * n_weak + ["no_effect"] * n_none)

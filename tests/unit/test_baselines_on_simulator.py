@@ -23,7 +23,7 @@ def scores():
         train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
         test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
         observed = pb.means.loc[test]
-        preds = {name: predict(name, pb, train, test) for name in ("no_change", "mean", "crispr_informed_mean")}
+        preds = {name: predict(name, pb, train, test)[0] for name in ("no_change", "mean", "crispr_informed_mean")}
         preds["oracle"] = observed.copy()  # the observed test pseudobulk itself
         for name, pred in preds.items():
             table = response_metrics(pred, observed, pb.control)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pertprobe.metrics import rank_metric, response_metrics, rowwise_pearson
+from pertprobe.metrics import DE_METRICS, HIGHER_IS_BETTER, METRICS, rank_metric, response_metrics, rowwise_pearson
 
 
 def _brute_force_rank(pred, obs):
@@ -77,15 +77,60 @@ def test_rank_hand_computed():
     np.testing.assert_allclose(rank_metric(pred, obs), [0.75, 0.25, 0.0])
 
 
-def test_response_metrics_long_table(rng):
-    genes = [f"g{i}" for i in range(30)]
-    obs = pd.DataFrame(rng.normal(size=(5, 30)), index=list("abcde"), columns=genes)
-    control = rng.normal(size=30)
-    table = response_metrics(obs.copy(), obs, control)
-    assert set(table["metric"]) == {"pearson_delta", "rank_delta"}
-    assert len(table) == 10
-    wide = table.pivot(index="perturbation", columns="metric", values="value")
-    np.testing.assert_allclose(wide["pearson_delta"], 1.0)
-    assert (wide["rank_delta"] == 0).all()
+def _frames(rng, n=8, g=60):
+    genes = [f"g{i}" for i in range(g)]
+    obs = pd.DataFrame(rng.normal(size=(n, g)), index=[f"p{i}" for i in range(n)], columns=genes)
+    de = {p: list(rng.choice(genes, size=20, replace=False)) for p in obs.index}
+    return obs, rng.normal(size=g), de
+
+
+def test_oracle_is_perfect_on_every_metric(rng):
+    obs, control, de = _frames(rng)
+    wide = response_metrics(obs.copy(), obs, control, de).pivot(index="perturbation", columns="metric", values="value")
+    assert set(wide.columns) == set(METRICS)
+    best = {m: (1.0 if HIGHER_IS_BETTER[m] else 0.0) for m in METRICS}
+    for metric, value in best.items():
+        np.testing.assert_allclose(wide[metric], value, atol=1e-12, err_msg=metric)
+
+
+def test_metrics_against_literal_definitions(rng):
+    obs, control, de = _frames(rng)
+    pred = obs + rng.normal(scale=0.7, size=obs.shape)
+    wide = response_metrics(pred, obs, control, de).pivot(index="perturbation", columns="metric", values="value")
+    for p in obs.index:
+        o, q = obs.loc[p].to_numpy(), pred.loc[p].to_numpy()
+        do, dq = o - control, q - control
+        cols = [obs.columns.get_loc(g) for g in de[p]]
+        expected = {
+            "pearson": stats.pearsonr(q, o)[0],
+            "pearson_delta": stats.pearsonr(dq, do)[0],
+            "pearson_de": stats.pearsonr(q[cols], o[cols])[0],
+            "pearson_de_delta": stats.pearsonr(dq[cols], do[cols])[0],
+            "mse": np.mean((q - o) ** 2),
+            "rmse": np.sqrt(np.mean((q - o) ** 2)),
+            "mse_de": np.mean((q[cols] - o[cols]) ** 2),
+            "rmse_de": np.sqrt(np.mean((q[cols] - o[cols]) ** 2)),
+            "l2_delta": np.linalg.norm(dq - do),
+            "cosine_delta": dq @ do / np.linalg.norm(dq) / np.linalg.norm(do),
+            "direction_accuracy_de": np.mean(np.sign(dq[cols]) == np.sign(do[cols])),
+            "de_overlap_at_k": len(set(np.argsort(-np.abs(dq))[:20]) & set(np.argsort(-np.abs(do))[:20])) / 20,
+        }
+        for metric, value in expected.items():
+            assert wide.loc[p, metric] == pytest.approx(value, rel=1e-10, abs=1e-12), (p, metric)
+    np.testing.assert_allclose(wide.loc[obs.index, "rank_raw"], _brute_force_rank(pred.to_numpy(), obs.to_numpy()))
+
+
+def test_missing_de_genes_give_nan_not_a_guess(rng):
+    obs, control, de = _frames(rng)
+    de.pop("p0")
+    wide = response_metrics(obs.copy(), obs, control, de).pivot(index="perturbation", columns="metric", values="value")
+    assert wide.loc["p0", list(DE_METRICS)].isna().all()
+    assert wide.loc["p1", list(DE_METRICS)].notna().all()
+    no_de = response_metrics(obs.copy(), obs, control)
+    assert set(no_de["metric"]) == set(METRICS) - set(DE_METRICS)
+
+
+def test_response_metrics_rejects_misaligned_inputs(rng):
+    obs, control, _ = _frames(rng)
     with pytest.raises(ValueError, match="same perturbations"):
         response_metrics(obs.iloc[::-1], obs, control)

@@ -23,13 +23,13 @@ def toy():
 
 def test_no_change_predicts_control(toy):
     _, _, pb = toy
-    out = predict("no_change", pb, ["A", "B"], ["C+D", "D"])
+    out = predict("no_change", pb, ["A", "B"], ["C+D", "D"])[0]
     np.testing.assert_allclose(out.to_numpy(), np.tile(pb.control, (2, 1)))
 
 
 def test_mean_is_the_mean_of_perturbed_training_cells(toy):
     X, labels, pb = toy
-    out = predict("mean", pb, ["A", "B", "D"], ["C+D"])
+    out = predict("mean", pb, ["A", "B", "D"], ["C+D"])[0]
     expected = X[np.isin(labels, ["A", "B", "D"])].mean(axis=0)  # cell-weighted, not mean of means
     np.testing.assert_allclose(out.loc["C+D"].to_numpy(), expected)
     assert not np.allclose(expected, pb.means.loc[["A", "B", "D"]].mean().to_numpy())
@@ -37,7 +37,7 @@ def test_mean_is_the_mean_of_perturbed_training_cells(toy):
 
 def test_crispr_informed_mean_crispri_and_combinations(toy):
     X, labels, pb = toy
-    out = predict("crispr_informed_mean", pb, ["A", "B"], ["C+D", "D"])
+    out = predict("crispr_informed_mean", pb, ["A", "B"], ["C+D", "D"])[0]
     base = X[np.isin(labels, ["A", "B"])].mean(axis=0)
     np.testing.assert_allclose(out.loc["C+D"].to_numpy(), [base[0], base[1], 0.0, 0.0])
     np.testing.assert_allclose(out.loc["D"].to_numpy(), [base[0], base[1], base[2], 0.0])
@@ -46,7 +46,7 @@ def test_crispr_informed_mean_crispri_and_combinations(toy):
 def test_crispr_informed_mean_crispra_doubles_target(toy):
     X, labels, pb = toy
     pb.perturbation_type = "CRISPRa"
-    out = predict("crispr_informed_mean", pb, ["A", "B"], ["D"])
+    out = predict("crispr_informed_mean", pb, ["A", "B"], ["D"])[0]
     base = X[np.isin(labels, ["A", "B"])].mean(axis=0)
     np.testing.assert_allclose(out.loc["D"].to_numpy(), [base[0], base[1], base[2], 2 * base[3]])
 
@@ -54,8 +54,8 @@ def test_crispr_informed_mean_crispra_doubles_target(toy):
 def test_crispr_informed_mean_drug_is_mean(toy):
     _, _, pb = toy
     pb.perturbation_type = "drug"
-    a = predict("crispr_informed_mean", pb, ["A", "B"], ["D"])
-    b = predict("mean", pb, ["A", "B"], ["D"])
+    a = predict("crispr_informed_mean", pb, ["A", "B"], ["D"])[0]
+    b = predict("mean", pb, ["A", "B"], ["D"])[0]
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -63,11 +63,11 @@ def test_crispr_informed_mean_drug_is_mean(toy):
 def test_test_profiles_never_reach_a_predictor(toy, name):
     """Changing the observed profiles of test perturbations leaves every prediction unchanged."""
     _, _, pb = toy
-    before = predict(name, pb, ["A", "B"], ["C+D", "D"])
+    before = predict(name, pb, ["A", "B"], ["C+D", "D"])[0]
     tampered = Pseudobulk(pb.means.copy(), pb.n_cells.copy(), pb.targets, pb.control_label, pb.perturbation_type)
     tampered.means.loc[["C+D", "D"]] = 1e6
     tampered.n_cells.loc[["C+D", "D"]] = 10_000
-    pd.testing.assert_frame_equal(predict(name, tampered, ["A", "B"], ["C+D", "D"]), before)
+    pd.testing.assert_frame_equal(predict(name, tampered, ["A", "B"], ["C+D", "D"])[0], before)
     data = TrainingData.from_pseudobulk(pb, ["A", "B"])
     assert set(data.means.index) == {"A", "B"}
 
@@ -75,8 +75,8 @@ def test_test_profiles_never_reach_a_predictor(toy, name):
 def test_overlapping_or_unknown_splits_are_rejected(toy):
     _, _, pb = toy
     with pytest.raises(ValueError, match="both train and test"):
-        predict("mean", pb, ["A", "B"], ["B"])
+        predict("mean", pb, ["A", "B"], ["B"])[0]
     with pytest.raises(ValueError, match="not in the pseudobulk"):
-        predict("mean", pb, ["A", "Z"], ["B"])
+        predict("mean", pb, ["A", "Z"], ["B"])[0]
     with pytest.raises(ValueError, match="unknown predictor"):
-        predict("oracle", pb, ["A"], ["B"])
+        predict("oracle", pb, ["A"], ["B"])[0]

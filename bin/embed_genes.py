@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Write a gene (perturbation) embedding table for one split."""
+
+import click
+
+from pertprobe.cli import command
+
+
+@command("embed_genes.py", packages=["numpy", "pandas", "pyarrow", "scikit-learn"])
+@click.option("--source", required=True, help="data_pca, random, or a path to an external gene-embedding table.")
+@click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
+@click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
+@click.option("--seed", required=True, type=int, help="Split seed (also seeds random and PCA).")
+@click.option("--fold", required=True, type=int, help="Test fold: data_pca is fitted on the other folds only.")
+@click.option("--n-dims", default=10, show_default=True, type=click.IntRange(min=1), help="Dimensions (data_pca, random).")
+@click.option("--name", default=None, help="Name recorded for an external table (default: file stem).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet.")
+def main(source: str, pseudobulk_path: str, splits_path: str, seed: int, fold: int, n_dims: int, name: str | None,
+         out_path: str) -> None:
+    """Data-derived PCA (training perturbations of the split only), seeded random, or an external table."""
+    from pathlib import Path
+
+    from pertprobe.gene_embeddings import data_pca, random_embedding, read_embedding, write_embedding
+    from pertprobe.io import read_table
+    from pertprobe.pseudobulk import Pseudobulk
+    from pertprobe.splits import split_sets
+
+    pb = Pseudobulk.load(pseudobulk_path)
+    train, _ = split_sets(read_table(splits_path), seed, fold, splits_path)
+    if source == "data_pca":
+        table, label = data_pca(pb.means.loc[train], pb.targets, n_dims, seed), "data_pca"
+    elif source == "random":
+        table, label = random_embedding(pb.genes, n_dims, seed), "random"
+    else:
+        table, label = read_embedding(source), name or Path(source).name.split(".")[0]
+    covered = sum(any(t in table.index for t in pb.targets.get(p, []) + p.split("+")) for p in pb.perturbations)
+    write_embedding(table, out_path, {"source": label, "seed": seed, "split": f"fold{fold}",
+                                      "fitted_on": "training perturbations" if source == "data_pca" else "none",
+                                      "n_dims": table.shape[1], "perturbations_covered": covered})
+    click.echo(f"{out_path}: {label}, {table.shape[0]} genes x {table.shape[1]} dims, "
+               f"{covered}/{len(pb.perturbations)} perturbations covered")
+
+
+if __name__ == "__main__":
+    main()
