@@ -8,7 +8,10 @@ nextflow.enable.dsl = 2
 include { VALIDATE_INPUT } from './modules/local/validate_input/main'
 include { PREPROCESS     } from './modules/local/preprocess/main'
 include { EMBED_CELLS    } from './modules/local/embed_cells/main'
+include { EMBED_GENES    } from './modules/local/embed_genes/main'
 include { PREDICT        } from './modules/local/predict/main'
+include { PREDICT_GPU    } from './modules/local/predict/main'
+include { CEILING        } from './modules/local/ceiling/main'
 include { EVALUATE       } from './modules/local/evaluate/main'
 include { REPORT         } from './modules/local/report/main'
 
@@ -28,8 +31,8 @@ def samplesheetRow(Map row, int line, samplesheet) {
         error("${where}: field(s) ${missing.join(', ')} empty or missing. Fix: fill them in " +
               "(columns: ${(requiredColumns() + optionalColumns()).join(',')})")
     }
-    if (!(row.dataset ==~ /[A-Za-z0-9._-]+/)) {
-        error("${where}: field 'dataset' = '${row.dataset}' has characters other than letters, digits, '.', '_', '-'. Fix: rename it")
+    if (!(row.dataset ==~ /[A-Za-z0-9_-]+/)) {
+        error("${where}: field 'dataset' = '${row.dataset}' has characters other than letters, digits, '_', '-'. Fix: rename it")
     }
     if (!(row.perturbation_type in perturbationTypes)) {
         error("${where}: field 'perturbation_type' = '${row.perturbation_type}'. Fix: use one of ${perturbationTypes.join(', ')}")
@@ -86,32 +89,74 @@ workflow {
     ch_embed = PREPROCESS.out.h5ad.combine(Channel.fromList(csvList(params.cell_embedders)))
     EMBED_CELLS(ch_embed)
 
-    // One PREDICT task per dataset x (seed, fold) x predictor, read from the splits PREPROCESS wrote.
-    ch_split_ids = PREPROCESS.out.splits.flatMap { meta, splits ->
-        splits.splitCsv(header: true).collect { [meta.id, it.seed as int, it.fold as int] }.unique()
-    }
-    ch_predict = PREPROCESS.out.pseudobulk
+    // Per dataset: [id, meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
+    ch_pre = PREPROCESS.out.h5ad
+        .join(PREPROCESS.out.pseudobulk)
+        .join(PREPROCESS.out.pseudobulk_by_batch)
+        .join(PREPROCESS.out.de)
         .join(PREPROCESS.out.splits)
-        .map { meta, pb, splits -> [meta.id, meta, pb, splits] }
-        .combine(ch_split_ids, by: 0)
-        .map { id, meta, pb, splits, seed, fold -> [meta, pb, splits, seed, fold] }
-        .combine(Channel.fromList(csvList(params.predictors)))
-    PREDICT(ch_predict)
+        .map { meta, h5ad, pb, by_batch, de, splits -> [meta.id, meta, h5ad, pb, by_batch, de, splits] }
 
-    ch_evaluate = PREDICT.out.prediction
+    // One entry per dataset x (seed, fold), read from the splits PREPROCESS wrote.
+    ch_split = ch_pre.flatMap { id, meta, h5ad, pb, by_batch, de, splits ->
+        splits.splitCsv(header: true).collect { [it.seed as int, it.fold as int] }.unique()
+            .collect { seed, fold -> [id, meta, h5ad, pb, by_batch, de, splits, seed, fold] }
+    }
+
+    // Gene embeddings per split: data-derived PCA fitted on that split's training perturbations,
+    // seeded random, and any external tables (--gene_embedding_tables).
+    ch_sources = Channel.fromList(csvList(params.gene_embeddings).collect { [it, []] })
+        .mix(Channel.fromList(csvList(params.gene_embedding_tables).collect { p ->
+            def f = file(p, checkIfExists: true)
+            [f.name.tokenize('.')[0], f]
+        }))
+    EMBED_GENES(
+        ch_split.map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, pb, splits, seed, fold] }
+            .combine(ch_sources)
+    )
+
+    def predictors      = csvList(params.predictors)
+    def embeddingModels = ['linear', 'knn', 'ridge', 'latent_additive', 'decoder_only']
+    def torchModels     = ['latent_additive', 'decoder_only']
+    def unknown = predictors.findAll { !(it in ['no_change', 'mean', 'mean_of_means', 'crispr_informed_mean', 'additive'] + embeddingModels) }
+    if (unknown) {
+        error("--predictors: unknown ${unknown.join(', ')}. Fix: choose from no_change, mean, mean_of_means, crispr_informed_mean, additive, ${embeddingModels.join(', ')}")
+    }
+    ch_baseline = ch_split
+        .combine(Channel.fromList(predictors.findAll { !(it in embeddingModels) }))
+        .map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold, predictor ->
+            [meta, pb, by_batch, splits, seed, fold, predictor, []] }
+    ch_with_embedding = ch_split
+        .map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [[id, seed, fold], meta, pb, by_batch, splits] }
+        .combine(EMBED_GENES.out.embedding.map { meta, seed, fold, source, emb -> [[meta.id, seed, fold], emb] }, by: 0)
+        .combine(Channel.fromList(predictors.findAll { it in embeddingModels }))
+        .map { key, meta, pb, by_batch, splits, emb, predictor -> [meta, pb, by_batch, splits, key[1], key[2], predictor, emb] }
+    ch_predict = ch_baseline.mix(ch_with_embedding)
+        .branch { gpu: params.gpu && it[6] in torchModels
+                  cpu: true }
+    PREDICT(ch_predict.cpu)
+    PREDICT_GPU(ch_predict.gpu)
+
+    ch_dataset_files = ch_pre.map { id, meta, h5ad, pb, by_batch, de, splits -> [id, pb, de] }
+    ch_evaluate = PREDICT.out.prediction.mix(PREDICT_GPU.out.prediction)
         .map { meta, pred -> [meta.id, meta, pred] }
-        .combine(PREPROCESS.out.pseudobulk.map { meta, pb -> [meta.id, pb] }, by: 0)
-        .map { id, meta, pred, pb -> [meta, pred, pb] }
+        .combine(ch_dataset_files, by: 0)
+        .map { id, meta, pred, pb, de -> [meta, pred, pb, de] }
     EVALUATE(ch_evaluate)
 
+    CEILING(
+        ch_split.map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, de, splits, seed, fold] }
+    )
+
     ch_versions = VALIDATE_INPUT.out.versions
-        .mix(PREPROCESS.out.versions, EMBED_CELLS.out.versions, PREDICT.out.versions, EVALUATE.out.versions)
+        .mix(PREPROCESS.out.versions, EMBED_CELLS.out.versions, EMBED_GENES.out.versions, PREDICT.out.versions,
+             PREDICT_GPU.out.versions, EVALUATE.out.versions, CEILING.out.versions)
         .map { it.text }
         .unique()
         .collectFile(name: 'collated_versions.yml', sort: true, newLine: false)
 
     REPORT(
-        EVALUATE.out.metrics.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
+        EVALUATE.out.metrics.mix(CEILING.out.metrics).map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         PREPROCESS.out.summary.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         EMBED_CELLS.out.embedding.map { it[2] }.collect(sort: { a, b -> a.name <=> b.name }),
         ch_versions,

@@ -6,14 +6,14 @@ import click
 from pertprobe.cli import command
 
 
-@command("report.py", packages=["numpy", "pandas", "matplotlib", "anndata"])
+@command("report.py", packages=["numpy", "pandas", "scipy", "matplotlib", "anndata"])
 @click.option("--metrics", "metric_paths", multiple=True, required=True, help="Metric tables from EVALUATE.")
 @click.option("--summary", "summary_paths", multiple=True, help="PREFIX.summary.json files from PREPROCESS.")
 @click.option("--embedding", "embedding_paths", multiple=True, help="Cell embeddings from EMBED_CELLS.")
 @click.option("--software-versions", "versions_path", default=None, help="Collected versions.yml of the run.")
 @click.option("--outdir", default=".", show_default=True, type=click.Path(file_okay=False))
 def main(metric_paths, summary_paths, embedding_paths, versions_path, outdir) -> None:
-    """Write OUTDIR/leaderboard.csv, OUTDIR/metrics.parquet and OUTDIR/report.html."""
+    """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv and report.html."""
     import json
     from pathlib import Path
 
@@ -22,10 +22,12 @@ def main(metric_paths, summary_paths, embedding_paths, versions_path, outdir) ->
 
     from pertprobe.io import atomic_path, read_table, write_table
     from pertprobe.report import METRIC_COLUMNS, leaderboard, render_html
+    from pertprobe.statistics import paired_comparisons
 
     metrics = pd.concat([read_table(p).reset_index() for p in sorted(metric_paths)], ignore_index=True)
     metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_COLUMNS[:-1], ignore_index=True)
     board = leaderboard(metrics)
+    stats = paired_comparisons(metrics)
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}
     embeddings = []
     for p in sorted(embedding_paths):
@@ -38,8 +40,9 @@ def main(metric_paths, summary_paths, embedding_paths, versions_path, outdir) ->
     out = Path(outdir)
     write_table(board.set_index("dataset"), out / "leaderboard.csv")
     write_table(metrics.set_index("dataset"), out / "metrics.parquet")
+    write_table(stats.set_index("dataset"), out / "statistics.csv")
     with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions))
+        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats))
     click.echo(f"{out / 'leaderboard.csv'}: {len(board)} rows; {out / 'report.html'} written")
 
 

@@ -43,6 +43,24 @@ def _unit_rows(a: np.ndarray) -> np.ndarray:
     return np.divide(a, norm, out=np.zeros_like(a), where=norm > 0)
 
 
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows (bit-identical), the index of each row's distinct row, and multiplicities.
+
+    Rows are grouped by a random projection, then every grouped row is checked for exact equality
+    with its group's first row (a row that differs becomes its own group).
+    """
+    keys = a @ np.random.default_rng(0).standard_normal(a.shape[1])
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    grouped = np.flatnonzero(first[inv] != np.arange(len(a)))
+    first = list(first)
+    for i in grouped:
+        if not np.array_equal(a[i], a[first[inv[i]]]):
+            first.append(i)
+            inv[i] = len(first) - 1
+    return a[first], inv, np.bincount(inv, minlength=len(first)).astype(np.float64)
+
+
 def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Normalized rank of each perturbation's own prediction among all predictions.
 
@@ -50,26 +68,35 @@ def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     the result is the number of other predictions ranked above p's own (ties count one half) over
     N − 1: 0 is perfect, 0.5 is random, and a constant predictor scores exactly 0.5. A zero vector
     has cosine 0 with everything.
+
+    Identical predictions are scored once (so they tie exactly); similarities are computed in
+    float32 and every comparison closer than 1e-4 is recomputed in float64 before counting.
     """
     n = pred.shape[0]
     if n < 2:
         return np.full(n, np.nan)
-    sims = _unit_rows(obs) @ _unit_rows(pred).T  # sims[p, q] = cos(obs_p, pred_q)
-    own = np.diag(sims)[:, None]
-    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))
-    above = (sims > own + tol).sum(axis=1)
-    ties = (np.abs(sims - own) <= tol).sum(axis=1) - 1  # minus p itself
+    u_obs, u_pred = _unit_rows(obs), _unit_rows(pred)
+    uniq, inv, counts = _unique_rows(u_pred)
+    sims = (u_obs.astype(np.float32) @ uniq.astype(np.float32).T).astype(np.float64)  # n x unique
+    own = np.einsum("ij,ij->i", u_obs, u_pred)  # rows of u_pred are bit-identical to uniq[inv]
+    rows, cols = np.nonzero(np.abs(sims - own[:, None]) < 1e-4)
+    for start in range(0, len(rows), 4096):  # exact values wherever float32 could flip a comparison
+        r, c = rows[start:start + 4096], cols[start:start + 4096]
+        sims[r, c] = np.einsum("ij,ij->i", u_obs[r], uniq[c])
+    sims[np.arange(n), inv] = own
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))[:, None]
+    above = (sims > own[:, None] + tol).astype(np.float64) @ counts
+    ties = (np.abs(sims - own[:, None]) <= tol).astype(np.float64) @ counts - 1  # minus p itself
     return (above + 0.5 * ties) / (n - 1)
 
 
 def _de_index(perturbations: pd.Index, genes: pd.Index, de_genes: dict[str, list[str]], k: int) -> np.ndarray:
     """n x k matrix of column indices of each perturbation's DE genes (-1 where missing)."""
-    col = pd.Series(np.arange(len(genes)), index=genes)
-    idx = np.full((len(perturbations), k), -1, dtype=np.int64)
+    names = np.full((len(perturbations), k), "", dtype=object)
     for row, p in enumerate(perturbations):
-        found = col.reindex(de_genes.get(p, [])[:k]).dropna().to_numpy(dtype=np.int64)
-        idx[row, : len(found)] = found
-    return idx
+        listed = de_genes.get(p, [])[:k]
+        names[row, : len(listed)] = listed
+    return pd.Index(genes).get_indexer(names.ravel()).reshape(len(perturbations), k)
 
 
 def top_k_overlap(pred_delta: np.ndarray, obs_delta: np.ndarray, k: int) -> np.ndarray:

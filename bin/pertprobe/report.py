@@ -10,13 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bounds import add_bounds
 from .metrics import HIGHER_IS_BETTER
+from .predictors import FLOORS
 
 METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric", "value"]
 
 
 def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean over perturbations per split, then mean/sd/min/max over splits (folds x seeds)."""
+    """Mean over perturbations per split, then mean/sd/min/max over splits (folds x seeds), ranks
+    and bounds (best floor, split-half ceiling, fraction of the gap)."""
     missing = set(METRIC_COLUMNS) - set(metrics.columns)
     if missing:
         raise ValueError(f"metric table lacks columns {sorted(missing)}")
@@ -30,10 +33,11 @@ def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
                   n_values=("n_total", "sum"), n_undefined=("n_undefined", "sum"))
              .reset_index())
     board["higher_is_better"] = board["metric"].map(HIGHER_IS_BETTER).fillna(True).astype(bool)
-    board["rank"] = board.groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=False)
-    lower = ~board["higher_is_better"]
-    board.loc[lower, "rank"] = board[lower].groupby(["dataset", "metric"])["mean"].rank(method="min", ascending=True)
+    # Rank predictors (not the ceiling) by the metric's direction: rank 1 is best.
+    signed = board["mean"].where(board["higher_is_better"], -board["mean"]).where(board["model"] != "ceiling")
+    board["rank"] = signed.groupby([board["dataset"], board["metric"]]).rank(method="min", ascending=False)
     board["rank"] = board["rank"].astype("Int64")
+    board = add_bounds(board, set(FLOORS))
     return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)
 
 
@@ -51,9 +55,9 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
 
     sub = metrics[(metrics["dataset"] == dataset) & (metrics["metric"] == metric)]
     per_split = sub.groupby(["model", "embedding", "seed", "split"], observed=True)["value"].mean().reset_index()
-    per_split["label"] = per_split["model"] + np.where(per_split["embedding"] == "none", "", " / " + per_split["embedding"])
+    per_split["label"] = per_split["model"] + np.where(per_split["embedding"] == "none", "", "/" + per_split["embedding"])
     labels = sorted(per_split["label"].unique())
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(labels), 3.4))
     data = [per_split.loc[per_split["label"] == lab, "value"].dropna().to_numpy() for lab in labels]
     ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
     for i, d in enumerate(data, start=1):
@@ -61,7 +65,7 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right")
     ax.set_ylabel(f"{metric} (mean per split)")
     ax.set_title(f"{dataset}: {metric}")
-    if metric == "rank_delta":
+    if metric.startswith("rank"):
         ax.axhline(0.5, color="grey", ls="--", lw=1)
     fig.tight_layout()
     out = _png(fig)
@@ -87,24 +91,62 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;
 th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
 
 
+PRIMARY_METRICS = ("pearson_delta", "rank_delta", "pearson_de_delta", "mse")
+
+
+def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    """Each predictor against the best floor of this dataset and metric (a − floor)."""
+    sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)].dropna(subset=["mean"])
+    floor_rows = sub[sub["mean"] == sub["best_floor"]]
+    if floor_rows.empty or stats.empty:
+        return pd.DataFrame()
+    r = floor_rows.iloc[0]
+    floor = r["model"] + ("" if r["embedding"] == "none" else "/" + r["embedding"])
+    st = stats[(stats["dataset"] == dataset) & (stats["metric"] == metric)]
+    rows = []
+    for _, row in st[(st["predictor_a"] == floor) | (st["predictor_b"] == floor)].iterrows():
+        sign = 1.0 if row["predictor_a"] != floor else -1.0
+        other = row["predictor_a"] if sign > 0 else row["predictor_b"]
+        lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
+        rows.append({"predictor": other, "vs": floor, "mean_difference": sign * row["mean_difference"],
+                     "paired_t_p": row["p_value"], "bootstrap_ci_low": lo, "bootstrap_ci_high": hi,
+                     "n_splits": row["n_splits"]})
+    return pd.DataFrame(rows).sort_values("mean_difference", ascending=not HIGHER_IS_BETTER.get(metric, True))
+
+
 def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
-                embeddings: list[dict[str, Any]], versions: str) -> str:
-    """One self-contained HTML page: leaderboard tables, plots, datasets, embeddings, versions."""
+                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None) -> str:
+    """One self-contained HTML page: leaderboard with bounds, plots, paired statistics, datasets,
+    embeddings and versions."""
+    stats = stats if stats is not None else pd.DataFrame()
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
     parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
-                 "perturbations per split, summarized over folds × seeds. pearson_delta: higher is better; "
-                 "rank_delta: 0 is perfect, 0.5 is random. Definitions: docs/metrics.md.</p>")
+                 "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
+                 "best of the floors (no_change, mean, mean_of_means, crispr_informed_mean, additive and any "
+                 "random-embedding model), ceiling is the split-half experimental-noise ceiling, and "
+                 "fraction_of_gap = (mean − best_floor) / (ceiling − best_floor). rank metrics: 0 is perfect, "
+                 "0.5 is random. Definitions and sources: docs/metrics.md.</p>")
+    cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "best_floor",
+            "ceiling", "fraction_of_gap"]
     for dataset in sorted(board["dataset"].unique()):
         parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
         if dataset in datasets:
             summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
             parts.append(_table(pd.DataFrame([summary])))
-        for metric in sorted(board.loc[board["dataset"] == dataset, "metric"].unique()):
+        metrics_here = list(board.loc[board["dataset"] == dataset, "metric"].unique())
+        ordered = [m for m in PRIMARY_METRICS if m in metrics_here] + sorted(set(metrics_here) - set(PRIMARY_METRICS))
+        for metric in ordered:
             sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
-            cols = ["rank", "model", "embedding", "mean", "sd", "min", "max", "n_splits", "n_values", "n_undefined"]
             parts.append(f"<h3>{html.escape(metric)}</h3>" + _table(sub[cols]))
-            parts.append(f"<img alt='{html.escape(metric)}' src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
+            parts.append(f"<img alt='{html.escape(metric)}' "
+                         f"src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
+            if metric in PRIMARY_METRICS:
+                comp = _comparisons(stats, board, dataset, metric)
+                if not comp.empty:
+                    parts.append("<p class='note'>Paired comparisons with the best floor (difference a − floor; "
+                                 "paired t-test across splits; 95% bootstrap CI over perturbations). All pairs: "
+                                 "statistics.csv.</p>" + _table(comp))
     if embeddings:
         parts.append("<h2>Cell embeddings</h2>")
         parts.append(_table(pd.DataFrame(embeddings)))

@@ -54,15 +54,22 @@ def test_run(tmp_path_factory):
 
 def test_pipeline_writes_leaderboard_and_report(test_run):
     results = test_run / "results"
+    from pertprobe.metrics import METRICS
+    from pertprobe.predictors import PREDICTORS
+
     board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["model"]) == {"no_change", "mean", "crispr_informed_mean"}
-    assert set(board["metric"]) == {"pearson_delta", "rank_delta"}
-    rank = board[board["metric"] == "rank_delta"].set_index("model")["mean"]
+    assert set(board["model"]) == set(PREDICTORS) | {"ceiling"}
+    assert set(board["metric"]) == set(METRICS)
+    assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random"}
+    rank = board[(board["metric"] == "rank_delta") & (board["embedding"] == "none")].set_index("model")["mean"]
     assert rank["mean"] == 0.5 and rank["no_change"] == 0.5
     assert rank["crispr_informed_mean"] < 0.3
     assert (board["n_splits"] == 6).all()  # 3 folds x 2 seeds in the test profile
+    assert board[["best_floor", "ceiling"]].notna().all().all()
+    stats = pd.read_csv(results / "statistics.csv")
+    assert {"p_value", "ci_low", "ci_high"} <= set(stats.columns) and len(stats) > 0
     html = (results / "report.html").read_text()
-    assert "pertprobe report" in html and "data:image/png;base64," in html
+    assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
     assert (results / "pipeline_info" / "software_versions.yml").read_text().count('"PREPROCESS":') == 1
     assert list((results / "embed_cells").glob("*.pca.embedding.h5ad"))
     statuses = trace_statuses(test_run / "trace1.txt")
@@ -82,7 +89,8 @@ def test_stub_run_of_whole_pipeline(tmp_path):
     statuses = trace_statuses(tmp_path / "trace.txt")
     processes = {p.split(" ")[0] for p in pd.read_csv(tmp_path / "trace.txt", sep="\t")["name"]}
     assert set(statuses) == {"COMPLETED"}
-    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "PREDICT", "EVALUATE", "REPORT"}
+    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_GENES", "PREDICT", "EVALUATE",
+                         "CEILING", "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
 
@@ -115,6 +123,7 @@ def test_bad_samplesheet_names_line_and_field(tmp_path):
     ("singularity", ["singularity.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
     ("apptainer", ["apptainer.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
     ("test", ["params.n_folds = 3", "process.executor = 'local'"]),
+    ("test,gpu", ["params.gpu = true", "process.'withLabel:process_gpu'.accelerator = 1"]),
 ])
 def test_profiles_resolve(profiles, expected):
     result = subprocess.run([NEXTFLOW, "config", "-flat", "-profile", profiles, str(ROOT)], capture_output=True,
@@ -141,3 +150,13 @@ def test_schema_documents_every_parameter():
     for key, prop in props.items():
         if "default" in prop and key != "venv":
             assert str(prop["default"]).lower() == config[key].lower(), key
+
+
+def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
+    nextflow(tmp_path, "-profile", "test", "--gpu", "true", "--outdir", "results", "-stub-run", "-with-trace", "t.txt")
+    trace = pd.read_csv(tmp_path / "t.txt", sep="\t")
+    gpu = trace[trace["name"].str.startswith("PREDICT_GPU")]["tag"]
+    cpu = trace[trace["name"].str.startswith("PREDICT (")]["tag"]
+    assert len(gpu) == 1 * 2 * 2  # the stub writes one split x {latent_additive, decoder_only} x {data_pca, random}
+    assert all(("latent_additive" in t) or ("decoder_only" in t) for t in gpu)
+    assert not any(("latent_additive" in t) or ("decoder_only" in t) for t in cpu)

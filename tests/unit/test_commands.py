@@ -12,8 +12,8 @@ from pertprobe import __version__
 
 from ..conftest import BIN
 
-COMMANDS = ["simulate.py", "validate_input.py", "preprocess.py", "embed_cells.py", "predict.py", "evaluate.py",
-            "report.py"]
+COMMANDS = ["simulate.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
+            "evaluate.py", "ceiling.py", "report.py"]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -47,16 +47,27 @@ def _chain(workdir: Path) -> dict[str, str]:
         ["embed_cells.py", "--h5ad", "d.processed.h5ad", "--n-comps", "5", "--out", "d.pca.h5ad"],
         ["predict.py", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv", "--seed", "0",
          "--fold", "1", "--predictor", "crispr_informed_mean", "--dataset", "d", "--out", "p.parquet"],
-        ["evaluate.py", "--prediction", "p.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--out", "m.parquet"],
-        ["report.py", "--metrics", "m.parquet", "--summary", "d.summary.json", "--embedding", "d.pca.h5ad",
-         "--outdir", "report"],
+        ["embed_genes.py", "--source", "data_pca", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv",
+         "--seed", "0", "--fold", "1", "--n-dims", "4", "--out", "g.parquet"],
+        ["predict.py", "--pseudobulk", "d.pseudobulk.parquet", "--pseudobulk-by-batch", "d.pseudobulk_by_batch.parquet",
+         "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--predictor", "ridge", "--gene-embedding",
+         "g.parquet", "--dataset", "d", "--out", "q.parquet"],
+        ["evaluate.py", "--prediction", "p.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
+         "--out", "m.parquet"],
+        ["evaluate.py", "--prediction", "q.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
+         "--out", "n.parquet"],
+        ["ceiling.py", "--h5ad", "d.processed.h5ad", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
+         "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--n-draws", "2", "--dataset", "d",
+         "--out", "c.parquet"],
+        ["report.py", "--metrics", "m.parquet", "--metrics", "n.parquet", "--metrics", "c.parquet",
+         "--summary", "d.summary.json", "--embedding", "d.pca.h5ad", "--outdir", "report"],
     ]
     for step in steps:
         result = run(BIN / step[0], *step[1:], cwd=workdir)
         assert result.returncode == 0, f"{step[0]} failed:\n{result.stderr}"
     outputs = ["d.h5ad", "t.h5ad", "v.json", "d.pseudobulk.parquet", "d.de.parquet", "d.splits.csv",
-               "d.summary.json", "p.parquet", "m.parquet", "report/leaderboard.csv", "report/metrics.parquet",
-               "report/report.html"]
+               "d.summary.json", "p.parquet", "g.parquet", "q.parquet", "m.parquet", "n.parquet", "c.parquet",
+               "report/leaderboard.csv", "report/metrics.parquet", "report/statistics.csv", "report/report.html"]
     return {name: _digest(workdir / name) for name in outputs}
 
 
@@ -89,8 +100,14 @@ def test_chain_outputs_follow_contracts(chain):
     assert emb.uns["embedding"]["model"] == "pca" and emb.uns["embedding"]["n_dims"] == emb.n_vars == 5
     versions = (work / "versions.yml").read_text()
     assert versions.startswith('"PREPROCESS":') and "scanpy:" in versions and f"pertprobe: {__version__}" in versions
+    q = read_table_metadata(work / "q.parquet")
+    assert q["embedding"] == "data_pca" and "alpha" in q["info"]["hyperparameters"]
+    assert read_table_metadata(work / "g.parquet")["fitted_on"] == "training perturbations"
+    board = pd.read_csv(work / "report" / "leaderboard.csv")
+    assert {"best_floor", "ceiling", "fraction_of_gap"} <= set(board.columns)
+    assert set(board["model"]) == {"crispr_informed_mean", "ridge", "ceiling"}
     html = (work / "report" / "report.html").read_text()
-    assert "crispr_informed_mean" in html and "data:image/png;base64," in html and "<script src" not in html
+    assert "crispr_informed_mean" in html and "fraction_of_gap" in html and "data:image/png;base64," in html and "<script src" not in html
 
 
 def test_prediction_for_a_missing_split_fails_cleanly(chain, tmp_path):

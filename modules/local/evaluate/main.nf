@@ -4,7 +4,7 @@ process EVALUATE {
     container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
-    tuple val(meta), path(prediction), path(pseudobulk)
+    tuple val(meta), path(prediction), path(pseudobulk), path(de)
 
     output:
     tuple val(meta), path("*.metrics.parquet"), emit: metrics
@@ -20,6 +20,7 @@ process EVALUATE {
     evaluate.py \\
         --prediction ${prediction} \\
         --pseudobulk ${pseudobulk} \\
+        --de ${de} \\
         --out ${prefix}.metrics.parquet \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

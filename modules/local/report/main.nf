@@ -11,6 +11,7 @@ process REPORT {
     output:
     path "leaderboard.csv"      , emit: leaderboard
     path "metrics.parquet"      , emit: metrics
+    path "statistics.csv"       , emit: statistics
     path "report.html"          , emit: html
     path "software_versions.yml", emit: software_versions
     path "versions.yml"         , emit: versions
@@ -38,7 +39,7 @@ process REPORT {
 
     stub:
     """
-    touch leaderboard.csv metrics.parquet report.html
+    touch leaderboard.csv metrics.parquet statistics.csv report.html
     cp ${versions} software_versions.yml
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """

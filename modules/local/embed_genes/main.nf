@@ -1,0 +1,39 @@
+process EMBED_GENES {
+    tag "${meta.id} ${source} seed${seed} fold${fold}"
+    label 'process_single'
+    container 'ghcr.io/pertprobe/base:0.1.0'
+
+    input:
+    tuple val(meta), path(pseudobulk), path(splits), val(seed), val(fold), val(source), path(table, stageAs: 'external/*')
+
+    output:
+    tuple val(meta), val(seed), val(fold), val(source), path("*.gene_embedding.parquet"), emit: embedding
+    path "versions.yml"                                                                  , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args   = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}.${source}.seed${seed}.fold${fold}"
+    def from   = table ? "${table} --name ${source}" : source
+    """
+    embed_genes.py \\
+        --source ${from} \\
+        --pseudobulk ${pseudobulk} \\
+        --splits ${splits} \\
+        --seed ${seed} \\
+        --fold ${fold} \\
+        --out ${prefix}.gene_embedding.parquet \\
+        --versions-yml versions.yml \\
+        --task-process "${task.process}" \\
+        ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}.${source}.seed${seed}.fold${fold}"
+    """
+    touch ${prefix}.gene_embedding.parquet
+    printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
+    """
+}
