@@ -37,6 +37,7 @@ test: venv nextflow
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: venv
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) tests/benchmarks/run.py
 
 # Regenerate the bundled test dataset (deterministic; tests check it matches).

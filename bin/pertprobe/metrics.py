@@ -24,27 +24,33 @@ def _center(a: np.ndarray) -> np.ndarray:
     return a - a.mean(axis=1, keepdims=True)
 
 
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _pearson_from_sums(sx, sy, sxy, sxx, syy, n: int) -> np.ndarray:
+    """Pearson r from row sums; a row whose variance is at rounding level counts as constant (NaN)."""
+    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    cov = sxy - sx * sy / n
+    constant = (vx <= 1e-12 * np.maximum(sxx, 1e-300)) | (vy <= 1e-12 * np.maximum(syy, 1e-300))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(constant, np.nan, cov / np.sqrt(np.abs(vx * vy)))
+
+
 def rowwise_pearson(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of `pred` with the same row of `obs` (NaN if a row is constant)."""
-    p, o = _center(pred), _center(obs)
-    return rowwise_cosine(p, o)
+    return rowwise_cosine(_center(pred), _center(obs))
 
 
 def rowwise_cosine(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     """Cosine similarity of matching rows (NaN if either row is zero)."""
-    denom = np.sqrt(np.einsum("ij,ij->i", pred, pred) * np.einsum("ij,ij->i", obs, obs))
-    num = np.einsum("ij,ij->i", pred, obs)
+    denom = np.sqrt(_rowdot(pred, pred) * _rowdot(obs, obs))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), np.nan)
-
-
-def _unit_rows(a: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(a, axis=1, keepdims=True)
-    return np.divide(a, norm, out=np.zeros_like(a), where=norm > 0)
+        return np.where(denom > 0, _rowdot(pred, obs) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct rows (bit-identical), the index of each row's distinct row, and multiplicities.
+    """Indices of distinct (bit-identical) rows, each row's distinct-row number, and multiplicities.
 
     Rows are grouped by a random projection, then every grouped row is checked for exact equality
     with its group's first row (a row that differs becomes its own group).
@@ -58,7 +64,7 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not np.array_equal(a[i], a[first[inv[i]]]):
             first.append(i)
             inv[i] = len(first) - 1
-    return a[first], inv, np.bincount(inv, minlength=len(first)).astype(np.float64)
+    return np.asarray(first), inv, np.bincount(inv, minlength=len(first)).astype(np.float64)
 
 
 def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -67,26 +73,20 @@ def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
     For perturbation p, all N predictions are ordered by cosine similarity to p's observation;
     the result is the number of other predictions ranked above p's own (ties count one half) over
     N − 1: 0 is perfect, 0.5 is random, and a constant predictor scores exactly 0.5. A zero vector
-    has cosine 0 with everything.
-
-    Identical predictions are scored once (so they tie exactly); similarities are computed in
-    float32 and every comparison closer than 1e-4 is recomputed in float64 before counting.
+    has cosine 0 with everything. Bit-identical predictions are scored once, so they tie exactly.
     """
     n = pred.shape[0]
     if n < 2:
         return np.full(n, np.nan)
-    u_obs, u_pred = _unit_rows(obs), _unit_rows(pred)
-    uniq, inv, counts = _unique_rows(u_pred)
-    sims = (u_obs.astype(np.float32) @ uniq.astype(np.float32).T).astype(np.float64)  # n x unique
-    own = np.einsum("ij,ij->i", u_obs, u_pred)  # rows of u_pred are bit-identical to uniq[inv]
-    rows, cols = np.nonzero(np.abs(sims - own[:, None]) < 1e-4)
-    for start in range(0, len(rows), 4096):  # exact values wherever float32 could flip a comparison
-        r, c = rows[start:start + 4096], cols[start:start + 4096]
-        sims[r, c] = np.einsum("ij,ij->i", u_obs[r], uniq[c])
-    sims[np.arange(n), inv] = own
+    keep, inv, counts = _unique_rows(pred)
+    uniq = pred[keep]
+    norms = np.sqrt(np.outer(_rowdot(obs, obs), _rowdot(uniq, uniq)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sims = np.where(norms > 0, (obs @ uniq.T) / np.where(norms > 0, norms, 1.0), 0.0)  # sims[p, j]
+    own = sims[np.arange(n), inv]
     tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))[:, None]
-    above = (sims > own[:, None] + tol).astype(np.float64) @ counts
-    ties = (np.abs(sims - own[:, None]) <= tol).astype(np.float64) @ counts - 1  # minus p itself
+    above = (sims > own[:, None] + tol) @ counts
+    ties = (np.abs(sims - own[:, None]) <= tol) @ counts - 1  # minus p itself
     return (above + 0.5 * ties) / (n - 1)
 
 
@@ -138,15 +138,21 @@ def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
     P = pred.to_numpy(dtype=np.float64)
     O = obs.to_numpy(dtype=np.float64)
     c = np.asarray(control, dtype=np.float64)[None, :]
+    g = P.shape[1]
     dP, dO = P - c, O - c
-    mse = ((P - O) ** 2).mean(axis=1)
+    D = P - O  # = dP - dO
+    sq_err = _rowdot(D, D)
+    sdpdo, sdpdp, sdodo = _rowdot(dP, dO), _rowdot(dP, dP), _rowdot(dO, dO)
+    sdp, sdo = dP.sum(axis=1), dO.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.where((sdpdp > 0) & (sdodo > 0), sdpdo / np.sqrt(sdpdp * sdodo), np.nan)
     values = {
-        "pearson": rowwise_pearson(P, O),
-        "pearson_delta": rowwise_pearson(dP, dO),
-        "mse": mse,
-        "rmse": np.sqrt(mse),
-        "l2_delta": np.linalg.norm(dP - dO, axis=1),
-        "cosine_delta": rowwise_cosine(dP, dO),
+        "pearson": _pearson_from_sums(P.sum(axis=1), O.sum(axis=1), _rowdot(P, O), _rowdot(P, P), _rowdot(O, O), g),
+        "pearson_delta": _pearson_from_sums(sdp, sdo, sdpdo, sdpdp, sdodo, g),
+        "mse": sq_err / g,
+        "rmse": np.sqrt(sq_err / g),
+        "l2_delta": np.sqrt(sq_err),
+        "cosine_delta": cosine,
         "rank_delta": rank_metric(dP, dO),
         "rank_raw": rank_metric(P, O),
         "de_overlap_at_k": top_k_overlap(dP, dO, k),
