@@ -123,7 +123,9 @@ def additive(train: TrainingData, test: list[str], **_: Any) -> Prediction:
 
 # ---- models on perturbation embeddings -----------------------------------------------------------
 
-FitPredict = Callable[[TrainingData, list[str], np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, dict[str, Any]]]
+# (training data, training perturbations with an embedding, their embeddings, their Δ, test embeddings, seed)
+FitPredict = Callable[[TrainingData, list[str], np.ndarray, np.ndarray, np.ndarray, int],
+                      tuple[np.ndarray, dict[str, Any]]]
 
 
 def _embedding_predictor(fit_predict: FitPredict) -> Callable[..., Prediction]:
@@ -154,8 +156,9 @@ def _embedding_predictor(fit_predict: FitPredict) -> Callable[..., Prediction]:
     return run
 
 
-def _linear_fit_predict(train: TrainingData, names: list[str], p_train: np.ndarray, d_train: np.ndarray, p_test: np.ndarray,
-                        seed: int, n_components: int = 10, ridge: float = 0.1) -> tuple[np.ndarray, dict[str, Any]]:
+def _linear_fit_predict(train: TrainingData, names: list[str], p_train: np.ndarray, d_train: np.ndarray,
+                        p_test: np.ndarray, seed: int, n_components: int = 10,
+                        ridge: float = 0.1) -> tuple[np.ndarray, dict[str, Any]]:
     """Linear model of Ahlmann-Eltze, Huber & Anders: Y − b ≈ G·K·Pᵀ with closed-form ridge K.
 
     G = top-k PCs of the training pseudobulk (genes x k, `data_pca`); P = perturbation embeddings;
