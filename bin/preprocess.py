@@ -7,7 +7,8 @@ from pertprobe.cli import command, dataset_options, int_list
 
 
 @command("preprocess.py", packages=["anndata", "scanpy", "numpy", "pandas", "scipy", "pyarrow"])
-@click.option("--h5ad", "h5ad_path", required=True, help="Validated input dataset (.h5ad).")
+@click.option("--h5ad", "h5ad_path", required=True,
+              help="Input dataset (.h5ad), already checked by validate_input.py (VALIDATE_INPUT).")
 @click.option("--prefix", required=True, help="Output prefix; writes PREFIX.processed.h5ad and tables.")
 @click.option("--min-genes-per-cell", default=200, show_default=True, type=click.IntRange(min=0))
 @click.option("--min-cells-per-gene", default=3, show_default=True, type=click.IntRange(min=0))
@@ -22,9 +23,6 @@ def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gen
     """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json}."""
     from pertprobe.io import write_h5ad, write_json, write_table
     from pertprobe.preprocess import PreprocessConfig, load_counts, preprocess
-    from pertprobe.validate import validate_dataset
-
-    validate_dataset(h5ad_path, spec)
     config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
                               n_hvg=n_hvg, n_de_genes=n_de_genes, n_folds=n_folds, seeds=seeds)
     result = preprocess(load_counts(h5ad_path, spec), spec, config)

@@ -10,6 +10,8 @@ tests/benchmarks/bench_de.py compares speed and top-gene sets with scanpy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -29,16 +31,12 @@ def _csr_group_sums(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, c
             s2[g, indices[k]] += v * v
 
 
-_compiled: dict[str, object] = {}
-
-
+@functools.cache
 def _group_sums_kernel():
     """`_csr_group_sums` compiled with numba (scanpy's own JIT dependency), once per process."""
-    if "kernel" not in _compiled:
-        import numba
+    import numba
 
-        _compiled["kernel"] = numba.njit(cache=False, nogil=True)(_csr_group_sums)
-    return _compiled["kernel"]
+    return numba.njit(nogil=True)(_csr_group_sums)
 
 
 def group_moments(X: np.ndarray | sp.spmatrix, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -17,9 +17,6 @@ from .dataset import split_targets
 from .errors import InputError
 from .io import read_table, read_table_metadata, write_table
 
-SOURCES = ("data_pca", "random")
-
-
 def data_pca(train_means: pd.DataFrame, targets: dict[str, list[str]], n_components: int = 10,
              seed: int = 0) -> pd.DataFrame:
     """Genes x k PCA scores of the training pseudobulk (genes as rows, centred per gene).
