@@ -42,7 +42,7 @@ bench: venv
 
 # Regenerate the bundled test dataset (deterministic; tests check it matches).
 test-data: venv
-	$(PY) bin/simulate.py --seed 0 --out assets/test_data/sim_crispri.h5ad --truth assets/test_data/sim_crispri.truth.h5ad
+	$(PY) bin/simulate.py --seed 0 --out assets/test_data/sim_crispri.h5ad --truth assets/test_data/sim_crispri.truth.h5ad --relationships assets/test_data/known_relationships.tsv
 
 clean:
 	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

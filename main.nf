@@ -8,6 +8,8 @@ nextflow.enable.dsl = 2
 include { VALIDATE_INPUT } from './modules/local/validate_input/main'
 include { PREPROCESS     } from './modules/local/preprocess/main'
 include { EMBED_CELLS    } from './modules/local/embed_cells/main'
+include { EMBED_CELLS_GPU } from './modules/local/embed_cells/main'
+include { EVAL_CELL_EMBEDDINGS } from './modules/local/eval_cell_embeddings/main'
 include { EMBED_GENES    } from './modules/local/embed_genes/main'
 include { PREDICT        } from './modules/local/predict/main'
 include { PREDICT_GPU    } from './modules/local/predict/main'
@@ -86,8 +88,18 @@ workflow {
     VALIDATE_INPUT(ch_datasets)
     PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json))
 
-    ch_embed = PREPROCESS.out.h5ad.combine(Channel.fromList(csvList(params.cell_embedders)))
-    EMBED_CELLS(ch_embed)
+    // Cell embeddings; the random embedding is always added as the floor of every cell task.
+    def cellEmbedders = (csvList(params.cell_embedders) + ['random']).unique()
+    def unknownEmbedders = cellEmbedders.findAll { !(it in ['pca', 'scvi', 'random']) }
+    if (unknownEmbedders) {
+        error("--cell_embedders: unknown ${unknownEmbedders.join(', ')}. Fix: choose from pca, scvi, random")
+    }
+    ch_embed = PREPROCESS.out.h5ad.combine(Channel.fromList(cellEmbedders))
+        .branch { gpu: params.gpu && it[2] == 'scvi'
+                  cpu: true }
+    EMBED_CELLS(ch_embed.cpu)
+    EMBED_CELLS_GPU(ch_embed.gpu)
+    ch_cell_embeddings = EMBED_CELLS.out.embedding.mix(EMBED_CELLS_GPU.out.embedding)
 
     // Per dataset: [id, meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
     ch_pre = PREPROCESS.out.h5ad
@@ -148,9 +160,18 @@ workflow {
         ch_split.map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, de, splits, seed, fold] }
     )
 
+    ch_relationships = params.known_relationships ? file(params.known_relationships, checkIfExists: true) : []
+    EVAL_CELL_EMBEDDINGS(
+        ch_cell_embeddings.map { meta, model, emb -> [meta.id, meta, model, emb] }
+            .combine(ch_pre.map { id, meta, h5ad, pb, by_batch, de, splits -> [id, h5ad, splits] }, by: 0)
+            .map { id, meta, model, emb, h5ad, splits -> [meta, model, emb, h5ad, splits] },
+        ch_relationships,
+    )
+
     ch_versions = VALIDATE_INPUT.out.versions
-        .mix(PREPROCESS.out.versions, EMBED_CELLS.out.versions, EMBED_GENES.out.versions, PREDICT.out.versions,
-             PREDICT_GPU.out.versions, EVALUATE.out.versions, CEILING.out.versions)
+        .mix(PREPROCESS.out.versions, EMBED_CELLS.out.versions, EMBED_CELLS_GPU.out.versions,
+             EMBED_GENES.out.versions, PREDICT.out.versions, PREDICT_GPU.out.versions, EVALUATE.out.versions,
+             CEILING.out.versions, EVAL_CELL_EMBEDDINGS.out.versions)
         .map { it.text }
         .unique()
         .collectFile(name: 'collated_versions.yml', sort: true, newLine: false)
@@ -158,7 +179,8 @@ workflow {
     REPORT(
         EVALUATE.out.metrics.mix(CEILING.out.metrics).map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         PREPROCESS.out.summary.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
-        EMBED_CELLS.out.embedding.map { it[2] }.collect(sort: { a, b -> a.name <=> b.name }),
+        ch_cell_embeddings.map { it[2] }.collect(sort: { a, b -> a.name <=> b.name }),
+        EVAL_CELL_EMBEDDINGS.out.metrics.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         ch_versions,
     )
 }

@@ -9,6 +9,8 @@ from pertprobe.cli import command
 @command("simulate.py", packages=["anndata", "numpy", "scipy"])
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .h5ad (counts).")
 @click.option("--truth", "truth_path", required=True, type=click.Path(dir_okay=False), help="Output ground-truth .h5ad.")
+@click.option("--relationships", "relationships_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the known relationships (same-program target pairs) as TSV.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--perturbation-type", type=click.Choice(["CRISPRi", "CRISPRa", "KO"]), default="CRISPRi", show_default=True)
 @click.option("--n-genes", default=500, show_default=True, type=click.IntRange(min=10))
@@ -16,19 +18,21 @@ from pertprobe.cli import command
 @click.option("--program-size", default=30, show_default=True, type=click.IntRange(min=1))
 @click.option("--n-single", default=30, show_default=True, type=click.IntRange(min=2))
 @click.option("--n-double", default=6, show_default=True, type=click.IntRange(min=0))
-@click.option("--n-nonexpressed", default=4, show_default=True, type=click.IntRange(min=0))
+@click.option("--n-nonexpressed", default=10, show_default=True, type=click.IntRange(min=0))
 @click.option("--cells-per-perturbation", default=80, show_default=True, type=click.IntRange(min=2))
 @click.option("--n-control", default=600, show_default=True, type=click.IntRange(min=2))
 @click.option("--n-batches", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-effect-sd", default=0.3, show_default=True, type=click.FloatRange(min=0))
-def main(out_path: str, truth_path: str, **params) -> None:
+def main(out_path: str, truth_path: str, relationships_path: str | None, **params) -> None:
     """Write raw negative-binomial counts (OUT) and the true effects and programs (TRUTH)."""
-    from pertprobe.io import write_h5ad
+    from pertprobe.io import write_h5ad, write_table
     from pertprobe.simulate import SimulationConfig, simulate
 
     sim = simulate(SimulationConfig(**params))
     write_h5ad(sim.to_anndata(), out_path)
     write_h5ad(sim.truth_anndata(), truth_path)
+    if relationships_path:
+        write_table(sim.program_relationships().set_index("gene_a"), relationships_path)
     click.echo(f"wrote {out_path}: {sim.counts.shape[0]} cells x {sim.counts.shape[1]} genes, "
                f"{len(sim.truth_obs)} perturbations")
 

@@ -105,3 +105,8 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in str(text).split(",") if x.strip())
     except ValueError as err:
         raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from err
+
+
+def str_list(text: str) -> list[str]:
+    """Parse 'a, b,c' into ['a', 'b', 'c'] (empty text: [])."""
+    return [x.strip() for x in str(text).split(",") if x.strip()]

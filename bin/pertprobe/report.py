@@ -114,10 +114,26 @@ def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric:
     return pd.DataFrame(rows).sort_values("mean_difference", ascending=not HIGHER_IS_BETTER.get(metric, True))
 
 
+def _cell_section(cell_board: pd.DataFrame) -> list[str]:
+    from .cell_report import TASK_TITLES, task_tables
+
+    parts = ["<h2>Cell-embedding benchmark</h2><p class='note'>Each embedding under each alignment (none, "
+             "per-batch centring / centre-scaling on control cells, TVN). The first rows of every table are the "
+             "random-embedding floor; a number only means something by its margin over that floor "
+             "(cell_leaderboard.csv has margin_over_floor for every value). Chance levels: probe top-k accuracy "
+             "topk_chance, recall 2 × tail, Structural Integrity 0.5. Definitions: docs/metrics.md.</p>"]
+    for dataset in sorted(cell_board["dataset"].unique()):
+        parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
+        for task, table in task_tables(cell_board, dataset).items():
+            parts.append(f"<h4>{html.escape(TASK_TITLES[task])}</h4>" + _table(table, "{:.3f}"))
+    return parts
+
+
 def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
-                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None) -> str:
-    """One self-contained HTML page: leaderboard with bounds, plots, paired statistics, datasets,
-    embeddings and versions."""
+                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
+                cell_board: pd.DataFrame | None = None) -> str:
+    """One self-contained HTML page: leaderboard with bounds, plots, paired statistics, the
+    cell-embedding tables with their random floor, datasets, embeddings and versions."""
     stats = stats if stats is not None else pd.DataFrame()
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
@@ -147,6 +163,8 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                     parts.append("<p class='note'>Paired comparisons with the best floor (difference a − floor; "
                                  "paired t-test across splits; 95% bootstrap CI over perturbations). All pairs: "
                                  "statistics.csv.</p>" + _table(comp))
+    if cell_board is not None and not cell_board.empty:
+        parts += _cell_section(cell_board)
     if embeddings:
         parts.append("<h2>Cell embeddings</h2>")
         parts.append(_table(pd.DataFrame(embeddings)))

@@ -35,7 +35,7 @@ class SimulationConfig:
     n_programs: int = 5
     program_size: int = 30
     n_single: int = 30
-    n_nonexpressed: int = 4
+    n_nonexpressed: int = 10
     n_double: int = 6
     cells_per_perturbation: int = 80
     n_control: int = 600
@@ -93,6 +93,16 @@ class SimulatedPerturbSeq:
         truth = ad.AnnData(X=self.truth_lfc.astype(np.float32), obs=self.truth_obs, var=self.var.copy())
         truth.uns["simulation"] = {k: v for k, v in asdict(self.config).items()}
         return truth
+
+    def program_relationships(self) -> pd.DataFrame:
+        """Known relationships (gene_a, gene_b, source='program'): every pair of single-perturbation
+        targets that regulate the same gene program."""
+        singles = self.truth_obs[self.truth_obs["target_program"] >= 0]
+        rows = []
+        for _, group in singles.groupby("target_program", sort=True):
+            genes = sorted(group.index)
+            rows += [(a, b, "program") for i, a in enumerate(genes) for b in genes[i + 1:]]
+        return pd.DataFrame(rows, columns=["gene_a", "gene_b", "source"])
 
 
 def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:

@@ -71,9 +71,31 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     html = (results / "report.html").read_text()
     assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
     assert (results / "pipeline_info" / "software_versions.yml").read_text().count('"PREPROCESS":') == 1
-    assert list((results / "embed_cells").glob("*.pca.embedding.h5ad"))
+    assert {p.name.split(".")[1] for p in (results / "embed_cells").glob("*.embedding.h5ad")} == {"pca", "scvi", "random"}
+    assert "Cell-embedding benchmark" in html and "Known-relationship recall" in html
     statuses = trace_statuses(test_run / "trace1.txt")
     assert statuses and set(statuses) == {"COMPLETED"}
+
+
+def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run):
+    from pertprobe.alignment import ALIGNMENTS
+    from pertprobe.cell_benchmark import TASKS
+
+    board = pd.read_csv(test_run / "results" / "cell_leaderboard.csv")
+    assert set(board["model"]) == {"pca", "scvi", "random"}
+    assert set(board["alignment"]) == set(ALIGNMENTS) and set(board["task"]) == set(TASKS)
+    assert board["random_floor"].notna().all()
+    value = board.set_index(["model", "alignment", "metric"])["value"]
+    # The floor sits at chance; PCA of data whose effects follow gene programs beats it.
+    assert abs(value["random", "center", "recall"] - 0.10) < 0.08
+    assert abs(value["random", "center", "top1_accuracy"] - value["random", "center", "top1_chance"]) < 0.03
+    assert abs(value["random", "center", "structural_integrity"] - 0.5) < 0.02
+    for model in ("pca", "scvi"):
+        assert value[model, "center", "recall"] > value["random", "center", "recall"]
+        assert value[model, "center", "top1_accuracy"] > 3 * value[model, "center", "top1_chance"]
+        assert value[model, "center", "structural_integrity"] > 0.55
+    # Per-batch centring on controls removes the simulated batch shift from the PCA embedding.
+    assert value["pca", "center", "ilisi"] > value["pca", "none", "ilisi"] + 0.3
 
 
 def test_resume_reruns_nothing(test_run):
@@ -90,7 +112,7 @@ def test_stub_run_of_whole_pipeline(tmp_path):
     processes = {p.split(" ")[0] for p in pd.read_csv(tmp_path / "trace.txt", sep="\t")["name"]}
     assert set(statuses) == {"COMPLETED"}
     assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_GENES", "PREDICT", "EVALUATE",
-                         "CEILING", "REPORT"}
+                         "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
 
@@ -160,3 +182,7 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     assert len(gpu) == 1 * 2 * 2  # the stub writes one split x {latent_additive, decoder_only} x {data_pca, random}
     assert all(("latent_additive" in t) or ("decoder_only" in t) for t in gpu)
     assert not any(("latent_additive" in t) or ("decoder_only" in t) for t in cpu)
+    embed_gpu = trace[trace["name"].str.startswith("EMBED_CELLS_GPU")]["tag"]
+    embed_cpu = trace[trace["name"].str.startswith("EMBED_CELLS (")]["tag"]
+    assert sorted(embed_gpu) == ["sim_crispri scvi"]
+    assert sorted(embed_cpu) == ["sim_crispri pca", "sim_crispri random"]

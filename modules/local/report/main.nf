@@ -6,12 +6,14 @@ process REPORT {
     path(metrics, stageAs: 'metrics/*', arity: '1..*')
     path(summaries, stageAs: 'summaries/*', arity: '1..*')
     path(embeddings, stageAs: 'embeddings/*', arity: '0..*')
+    path(cell_metrics, stageAs: 'cell_metrics/*', arity: '0..*')
     path(versions)
 
     output:
     path "leaderboard.csv"      , emit: leaderboard
     path "metrics.parquet"      , emit: metrics
     path "statistics.csv"       , emit: statistics
+    path "cell_leaderboard.csv" , emit: cell_leaderboard, optional: true
     path "report.html"          , emit: html
     path "software_versions.yml", emit: software_versions
     path "versions.yml"         , emit: versions
@@ -24,12 +26,14 @@ process REPORT {
     def metric_args = metrics.collect { "--metrics ${it}" }.join(' ')
     def summary_args = summaries.collect { "--summary ${it}" }.join(' ')
     def embedding_args = embeddings.collect { "--embedding ${it}" }.join(' ')
+    def cell_args = cell_metrics.collect { "--cell-metrics ${it}" }.join(' ')
     """
     cp ${versions} software_versions.yml
     report.py \\
         ${metric_args} \\
         ${summary_args} \\
         ${embedding_args} \\
+        ${cell_args} \\
         --software-versions software_versions.yml \\
         --outdir . \\
         --versions-yml versions.yml \\
@@ -39,7 +43,7 @@ process REPORT {
 
     stub:
     """
-    touch leaderboard.csv metrics.parquet statistics.csv report.html
+    touch leaderboard.csv metrics.parquet statistics.csv cell_leaderboard.csv report.html
     cp ${versions} software_versions.yml
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """

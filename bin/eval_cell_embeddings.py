@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Benchmark one cell embedding on the five perturbation-analysis tasks under each alignment."""
+
+import click
+
+from pertprobe.cli import command, str_list
+
+
+@command("eval_cell_embeddings.py", packages=["anndata", "numpy", "scikit-learn", "scib-metrics", "jax"])
+@click.option("--embedding", "embedding_path", required=True, help="Cell embedding (.embedding.h5ad).")
+@click.option("--h5ad", "h5ad_path", required=True, help="Processed dataset (.processed.h5ad).")
+@click.option("--splits", "splits_path", required=True, help="Perturbation splits (splits.csv) for the decoder probe.")
+@click.option("--dataset", required=True, help="Dataset id written into the tables.")
+@click.option("--relationships", "relationships_path", default=None,
+              help="Known relationships TSV (gene_a, gene_b, source); without it the recall task is skipped.")
+@click.option("--alignments", default="none,center,center_scale,tvn", show_default=True,
+              callback=lambda c, p, v: str_list(v), help="Comma-separated: none, center, center_scale, tvn.")
+@click.option("--tasks", default="batch,separability,consistency,relationships,integrity", show_default=True,
+              callback=lambda c, p, v: str_list(v), help="Comma-separated subset of the five tasks.")
+@click.option("--holdout-batches", default="", callback=lambda c, p, v: str_list(v),
+              help="Batches the separability probe is tested on (default: the last batch in sorted order).")
+@click.option("--n-permutations", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Permutations of the energy-distance test.")
+@click.option("--max-controls", default=1000, show_default=True, type=click.IntRange(min=2),
+              help="Control cells (seeded sample) the energy distance compares with.")
+@click.option("--n-null", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Null draws for replicate consistency.")
+@click.option("--null-perturbations", default="", callback=lambda c, p, v: str_list(v),
+              help="Perturbations forming the consistency null (default: targets detected in at most "
+                   "--null-max-detection of control cells).")
+@click.option("--null-max-detection", default=0.01, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--tail", default=0.05, show_default=True, type=click.FloatRange(0, 0.5, min_open=True),
+              help="Tail fraction of the all-pairs cosine distribution for relationship recall.")
+@click.option("--n-neighbors", default=90, show_default=True, type=click.IntRange(min=2))
+@click.option("--max-cells-batch", default=20000, show_default=True, type=click.IntRange(min=10))
+@click.option("--max-decoder-cells", default=50000, show_default=True, type=click.IntRange(min=10))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--prefix", required=True, help="Writes PREFIX.cell_metrics.csv and PREFIX.cell_perturbations.csv.")
+def main(embedding_path: str, h5ad_path: str, splits_path: str, dataset: str, relationships_path: str | None,
+         alignments: list[str], tasks: list[str], holdout_batches: list[str], null_perturbations: list[str],
+         prefix: str, **params) -> None:
+    """Batch mixing, separability, replicate consistency, known-relationship recall and Structural Integrity."""
+    import anndata as ad
+
+    from pertprobe.alignment import ALIGNMENTS
+    from pertprobe.cell_benchmark import TASKS, CellBenchmarkConfig, evaluate_embedding
+    from pertprobe.errors import InputError
+    from pertprobe.io import read_table, write_table
+    from pertprobe.perturbation_map import read_relationships
+
+    for name, given, allowed in (("--alignments", alignments, ALIGNMENTS), ("--tasks", tasks, TASKS)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown or not given:
+            raise click.BadParameter(f"unknown or empty {unknown}; choose from {', '.join(allowed)}", param_hint=name)
+    emb = ad.read_h5ad(embedding_path)
+    processed = ad.read_h5ad(h5ad_path)
+    if "embedding" not in emb.uns or not emb.obs_names.equals(processed.obs_names):
+        raise InputError(embedding_path, "obs_names/uns['embedding']",
+                         f"is not an embedding of the cells of {h5ad_path}",
+                         "embed the processed dataset with embed_cells.py (or an adapter following the embedding contract)")
+    relationships = read_relationships(relationships_path) if relationships_path else None
+    config = CellBenchmarkConfig(alignments=tuple(alignments), tasks=tuple(tasks),
+                                 holdout_batches=tuple(holdout_batches),
+                                 null_perturbations=tuple(null_perturbations), **params)
+    summary, per_pert = evaluate_embedding(emb, processed, read_table(splits_path).reset_index(), dataset,
+                                           relationships, config)
+    write_table(summary.set_index("dataset"), f"{prefix}.cell_metrics.csv")
+    write_table(per_pert.set_index("dataset"), f"{prefix}.cell_perturbations.csv")
+    click.echo(f"{prefix}: {len(summary)} summary values over {len(alignments)} alignment(s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Batch-effect reduction metrics of a cell embedding, computed by scib-metrics (normalized as
+scib-metrics does: all in [0, 1], higher = better mixed), with perturbations as the labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def exact_neighbors(values: np.ndarray, n_neighbors: int):
+    """Exact Euclidean k nearest neighbours (each cell's own index first) as scib-metrics input."""
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(n_neighbors, len(values))
+    distances, indices = NearestNeighbors(n_neighbors=k).fit(values).kneighbors(values)
+    return NeighborsResults(indices=indices, distances=distances)
+
+
+def batch_metrics(values: np.ndarray, batch: np.ndarray, labels: np.ndarray, n_neighbors: int = 90,
+                  max_cells: int = 20000, seed: int = 0) -> dict[str, float]:
+    """iLISI (scaled), kBET per label, silhouette batch and graph connectivity. Cells are subsampled
+    (seeded) to `max_cells`. With a single batch the metrics are undefined (NaN)."""
+    batch = np.asarray(batch).astype(str)
+    labels = np.asarray(labels).astype(str)
+    if len(np.unique(batch)) < 2:
+        return {"ilisi": np.nan, "kbet": np.nan, "silhouette_batch": np.nan, "graph_connectivity": np.nan}
+    if len(values) > max_cells:
+        keep = np.sort(np.random.default_rng(seed).choice(len(values), size=max_cells, replace=False))
+        values, batch, labels = values[keep], batch[keep], labels[keep]
+    import scib_metrics
+
+    values = np.asarray(values, dtype=np.float32)
+    neighbors = exact_neighbors(values, n_neighbors)
+    return {
+        "ilisi": float(scib_metrics.ilisi_knn(neighbors, batch, scale=True)),
+        "kbet": float(scib_metrics.kbet_per_label(neighbors, batch, labels)),
+        "silhouette_batch": float(scib_metrics.silhouette_batch(values, labels, batch, rescale=True)),
+        "graph_connectivity": float(scib_metrics.graph_connectivity(neighbors, labels)),
+    }
