@@ -58,6 +58,9 @@ def main(embedding_path: str, h5ad_path: str, splits_path: str, dataset: str, re
         raise InputError(embedding_path, "obs_names/uns['embedding']",
                          f"is not an embedding of the cells of {h5ad_path}",
                          "embed the processed dataset with embed_cells.py (or an adapter following the embedding contract)")
+    unknown = sorted(set(null_perturbations) - set(processed.obs["perturbation"].astype(str)))
+    if unknown:
+        raise click.BadParameter(f"{unknown} are not perturbations of {h5ad_path}", param_hint="--null-perturbations")
     relationships = read_relationships(relationships_path) if relationships_path else None
     config = CellBenchmarkConfig(alignments=tuple(alignments), tasks=tuple(tasks),
                                  holdout_batches=tuple(holdout_batches),

@@ -18,6 +18,11 @@ TASK_TITLES = {
 }
 
 
+def is_descriptive(metric: str) -> bool:
+    """Counts, chance levels and fitted hyper-parameters describe a run; they are not scores."""
+    return metric.startswith(("n_", "replicate_unit_", "decoder_alpha")) or "chance" in metric
+
+
 def cell_leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
     """Summary rows with the random-embedding floor of the same dataset, alignment, task and metric,
     and the signed margin over it (positive = better than the floor)."""
@@ -29,6 +34,7 @@ def cell_leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
     board = summary.join(floor, on=keys)
     sign = np.where(board["metric"].map(HIGHER_IS_BETTER).fillna(True).astype(bool), 1.0, -1.0)
     board["margin_over_floor"] = sign * (board["value"] - board["random_floor"])
+    board.loc[board["metric"].map(is_descriptive), "margin_over_floor"] = np.nan
     order = {t: i for i, t in enumerate(TASKS)}
     board = board.assign(_t=board["task"].map(order)).sort_values(
         ["dataset", "_t", "metric", "model", "alignment"], ignore_index=True)

@@ -93,7 +93,7 @@ def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run)
     for model in ("pca", "scvi"):
         assert value[model, "center", "recall"] > value["random", "center", "recall"]
         assert value[model, "center", "top1_accuracy"] > 3 * value[model, "center", "top1_chance"]
-        assert value[model, "center", "structural_integrity"] > 0.55
+        assert value[model, "center", "structural_integrity"] > value["random", "center", "structural_integrity"] + 0.01
     # Per-batch centring on controls removes the simulated batch shift from the PCA embedding.
     assert value["pca", "center", "ilisi"] > value["pca", "none", "ilisi"] + 0.3
 

@@ -115,6 +115,8 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
     assert not list(tmp_path.glob("out.*"))
     bad = subprocess.run(base + ["--alignments", "none,zscore"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and "zscore" in bad.stderr
+    bad = subprocess.run(base + ["--null-perturbations", "NOTAGENE"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 2 and "NOTAGENE" in bad.stderr and "--null-perturbations" in bad.stderr
     ok = subprocess.run(base + ["--tasks", "relationships,integrity", "--alignments", "center"], cwd=tmp_path,
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

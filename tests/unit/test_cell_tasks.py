@@ -187,3 +187,22 @@ def test_structural_integrity_oracle_no_change_and_opposite():
     assert structural_integrity(obs, obs) == pytest.approx(1.0)
     assert structural_integrity([np.zeros_like(o) for o in obs], obs) == pytest.approx(0.5)
     assert structural_integrity([-o for o in obs], obs) == pytest.approx(0.0)
+
+
+def test_cell_leaderboard_margins_use_the_random_floor_of_the_same_alignment():
+    from pertprobe.cell_report import cell_leaderboard, task_tables
+
+    rows = [("pca", "center", "relationships", "recall", 0.5), ("random", "center", "relationships", "recall", 0.1),
+            ("pca", "none", "relationships", "recall", 0.2), ("random", "none", "relationships", "recall", 0.12),
+            ("pca", "center", "integrity", "mse", 0.02), ("random", "center", "integrity", "mse", 0.05),
+            ("pca", "center", "separability", "top1_chance", 0.1), ("random", "center", "separability", "top1_chance", 0.1)]
+    summary = pd.DataFrame([{"dataset": "d", "model": m, "alignment": a, "task": t, "metric": k, "value": v,
+                             "sd": np.nan, "n": 1} for m, a, t, k, v in rows])
+    board = cell_leaderboard(summary).set_index(["model", "alignment", "metric"])
+    assert board.loc[("pca", "center", "recall"), "margin_over_floor"] == pytest.approx(0.4)
+    assert board.loc[("pca", "none", "recall"), "margin_over_floor"] == pytest.approx(0.08)
+    assert board.loc[("pca", "center", "mse"), "margin_over_floor"] == pytest.approx(0.03)  # lower is better
+    assert np.isnan(board.loc[("pca", "center", "top1_chance"), "margin_over_floor"])
+    tables = task_tables(cell_leaderboard(summary), "d")
+    assert list(tables) == ["separability", "relationships", "integrity"]
+    assert list(tables["relationships"]["model"])[:2] == ["random", "random"]
