@@ -11,9 +11,9 @@ import pandas as pd
 from .alignment import align
 from .batch_mixing import batch_metrics
 from .integrity import decoder_over_splits
-from .perturbation_map import (group_mean, null_perturbations, relationship_recall, replicate_consistency,
-                               replicate_labels)
+from .perturbation_map import null_perturbations, relationship_recall, replicate_consistency, replicate_labels
 from .preprocess import target_map
+from .pseudobulk import group_means
 from .separability import energy_to_control, holdout_batches, probe_accuracy
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def run_tasks(x: np.ndarray, processed: ad.AnnData, splits: pd.DataFrame, relati
         replicate, unit = replicate_labels(batch, config.seed)
         if nulls:
             cons = replicate_consistency(x, pert, replicate, is_control, nulls, config.n_null, config.seed)
+            cons["replicate_unit"] = unit
             per_pert = per_pert.merge(cons, on="perturbation", how="left")
             tested = per_pert[~per_pert["is_null"]]
             rows += _rows("consistency", {
@@ -92,10 +93,9 @@ def run_tasks(x: np.ndarray, processed: ad.AnnData, splits: pd.DataFrame, relati
                 "consistency_mean": float(tested["consistency"].mean()),
                 "null_consistency_mean": float(per_pert.loc[per_pert["is_null"], "consistency"].mean()),
                 "n_null_perturbations": float(len(nulls))})
-        rows += _rows("consistency", {f"replicate_unit_{unit}": 1.0})
     if "relationships" in config.tasks and relationships is not None:
         singles = ~is_control & (np.char.find(pert.astype(str), "+") < 0)
-        profiles = group_mean(x[singles], pert[singles])
+        profiles = group_means(x[singles], pert[singles])[0]
         recall = relationship_recall(profiles, relationships, config.tail)
         for rec in recall.to_dict("records"):
             suffix = "" if rec["source"] == "all" else f"_{rec['source']}"

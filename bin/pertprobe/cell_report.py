@@ -20,7 +20,7 @@ TASK_TITLES = {
 
 def is_descriptive(metric: str) -> bool:
     """Counts, chance levels and fitted hyper-parameters describe a run; they are not scores."""
-    return metric.startswith(("n_", "replicate_unit_", "decoder_alpha")) or "chance" in metric
+    return metric.startswith(("n_", "decoder_alpha")) or "chance" in metric
 
 
 def cell_leaderboard(summary: pd.DataFrame) -> pd.DataFrame:

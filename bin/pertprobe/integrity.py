@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .perturbation_map import group_mean
+from .pseudobulk import group_means
 
 RIDGE_ALPHAS = tuple(10.0 ** np.arange(-2, 6))
 
@@ -64,12 +64,12 @@ def decoder_scores(values: np.ndarray, expression, perturbation: np.ndarray, bat
         if not test.any() or not ctrl.any():
             continue
         # The decoder is linear, so decoding mean embeddings equals averaging decoded cells.
-        emb = group_mean(values[test], perturbation[test])
-        ctrl_emb = values[ctrl].mean(axis=0, keepdims=True)
-        decoded = decoder.predict(scaler.transform(np.vstack([emb.to_numpy(), ctrl_emb])))
-        obs = group_mean(_dense(expression[test]), perturbation[test]).to_numpy()
-        pred_profiles.append(decoded[:-1] - decoded[-1])
-        obs_profiles.append(obs - _dense(expression[ctrl]).mean(axis=0))
+        labels = np.where(ctrl, "", perturbation)[test | ctrl]  # "" (the control row) sorts first
+        emb = group_means(values[test | ctrl], labels)[0].to_numpy()
+        obs = group_means(expression[test | ctrl], labels)[0].to_numpy()
+        decoded = decoder.predict(scaler.transform(emb))
+        pred_profiles.append(decoded[1:] - decoded[0])
+        obs_profiles.append(obs[1:] - obs[0])
     if not pred_profiles:
         return {"structural_integrity": np.nan}
     pred_all, obs_all = np.vstack(pred_profiles), np.vstack(obs_profiles)

@@ -12,17 +12,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .pseudobulk import group_means
 
 RELATIONSHIP_COLUMNS = ("gene_a", "gene_b", "source")
-
-
-def group_mean(values: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """Mean row of `values` per label (labels sorted)."""
-    codes, uniques = pd.factorize(pd.Series(labels), sort=True)
-    sums = np.zeros((len(uniques), values.shape[1]))
-    np.add.at(sums, codes, values)
-    counts = np.bincount(codes, minlength=len(uniques))
-    return pd.DataFrame(sums / counts[:, None], index=pd.Index(uniques))
 
 
 def cosine_matrix(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
@@ -66,16 +58,12 @@ def replicate_consistency(values: np.ndarray, perturbation: np.ndarray, replicat
     combinations when there are at most `n_null`, else `n_null` seeded draws.
     """
     perts = sorted(set(perturbation[~is_control]))
-    profiles = {}
-    for pert in perts:
-        mask = perturbation == pert
-        profiles[pert] = group_mean(values[mask], replicate[mask])
+    profiles = {p: group_means(values[perturbation == p], replicate[perturbation == p])[0] for p in perts}
     table = pd.DataFrame({"perturbation": perts,
                           "consistency": [mean_pairwise_cosine(profiles[p].to_numpy()) for p in perts]})
     table["is_null"] = table["perturbation"].isin(nulls)
     units = sorted(set(replicate))
-    null_sets = [np.vstack([profiles[p].loc[u].to_numpy() for p in nulls if p in profiles and u in profiles[p].index])
-                 if any(p in profiles and u in profiles[p].index for p in nulls) else np.empty((0, values.shape[1]))
+    null_sets = [np.array([profiles[p].loc[u].to_numpy() for p in nulls if p in profiles and u in profiles[p].index])
                  for u in units]
     sizes = [len(s) for s in null_sets]
     if len(units) < 2 or min(sizes) == 0:

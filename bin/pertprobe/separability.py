@@ -73,11 +73,13 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
                  - pairwise_euclidean(y, y).mean())
 
 
-def energy_permutation_test(x: np.ndarray, y: np.ndarray, n_permutations: int,
-                            rng: np.random.Generator) -> tuple[float, float]:
-    """Energy distance of x to y and its permutation p-value (1 + #{E_perm >= E}) / (1 + B)."""
+def energy_permutation_test(x: np.ndarray, y: np.ndarray, n_permutations: int, rng: np.random.Generator,
+                            y_dist: np.ndarray | None = None) -> tuple[float, float]:
+    """Energy distance of x to y and its permutation p-value (1 + #{E_perm >= E}) / (1 + B).
+    `y_dist` (distances within y) can be passed when y is shared by many tests."""
     nx, ny = len(x), len(y)
-    dist = pairwise_euclidean(np.vstack([x, y]), np.vstack([x, y]))
+    xy = pairwise_euclidean(x, y)
+    dist = np.block([[pairwise_euclidean(x, x), xy], [xy.T, pairwise_euclidean(y, y) if y_dist is None else y_dist]])
     n = nx + ny
     labels = np.zeros((n, n_permutations + 1))
     labels[:nx, 0] = 1.0
@@ -103,10 +105,11 @@ def energy_to_control(values: np.ndarray, perturbation: np.ndarray, is_control: 
     if len(ctrl_idx) > max_controls:
         ctrl_idx = np.sort(rng.choice(ctrl_idx, size=max_controls, replace=False))
     ctrl = values[ctrl_idx]
+    ctrl_dist = pairwise_euclidean(ctrl, ctrl)  # shared by every perturbation's test
     rows = []
     for pert in sorted(set(perturbation[~is_control])):
         cells = values[perturbation == pert]
-        energy, p = energy_permutation_test(cells, ctrl, n_permutations, rng)
+        energy, p = energy_permutation_test(cells, ctrl, n_permutations, rng, ctrl_dist)
         rows.append({"perturbation": pert, "energy_distance": energy, "energy_p_value": p})
     table = pd.DataFrame(rows)
     if len(table):
