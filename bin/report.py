@@ -10,11 +10,13 @@ from pertprobe.cli import command
 @click.option("--metrics", "metric_paths", multiple=True, required=True, help="Metric tables from EVALUATE.")
 @click.option("--summary", "summary_paths", multiple=True, help="PREFIX.summary.json files from PREPROCESS.")
 @click.option("--embedding", "embedding_paths", multiple=True, help="Cell embeddings from EMBED_CELLS.")
+@click.option("--gene-table", "gene_table_paths", multiple=True,
+              help="Foundation-model gene-embedding tables from EXTRACT_GENE_EMBEDDINGS.")
 @click.option("--cell-metrics", "cell_metric_paths", multiple=True,
               help="Cell-embedding benchmark tables from EVAL_CELL_EMBEDDINGS.")
 @click.option("--software-versions", "versions_path", default=None, help="Collected versions.yml of the run.")
 @click.option("--outdir", default=".", show_default=True, type=click.Path(file_okay=False))
-def main(metric_paths, summary_paths, embedding_paths, cell_metric_paths, versions_path, outdir) -> None:
+def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_metric_paths, versions_path, outdir) -> None:
     """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv, cell_leaderboard.csv and report.html."""
     import json
     from pathlib import Path
@@ -32,13 +34,16 @@ def main(metric_paths, summary_paths, embedding_paths, cell_metric_paths, versio
     board = leaderboard(metrics)
     stats = paired_comparisons(metrics)
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}
+    from pertprobe.gene_embeddings import embedding_metadata
+
     embeddings = []
     for p in sorted(embedding_paths):
         emb = ad.read_h5ad(p, backed="r")
-        info = emb.uns["embedding"]
-        embeddings.append({"file": Path(p).name, "model": info["model"], "n_cells": emb.n_obs,
-                           "n_dims": int(info["n_dims"]), "checkpoint_hash": info["checkpoint_hash"]})
+        embeddings.append(embedding_row(Path(p).name, "cells", emb.n_obs, emb.uns["embedding"]))
         emb.file.close()
+    for p in sorted(gene_table_paths):
+        info = embedding_metadata(p)
+        embeddings.append(embedding_row(Path(p).name, "perturbation targets", info["targets_covered"]["n_covered"], info))
     cell_board = None
     if cell_metric_paths:
         cell_board = cell_leaderboard(pd.concat([read_table(p).reset_index() for p in sorted(cell_metric_paths)],
@@ -53,6 +58,14 @@ def main(metric_paths, summary_paths, embedding_paths, cell_metric_paths, versio
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board))
     click.echo(f"{out / 'leaderboard.csv'}: {len(board)} rows; {out / 'report.html'} written")
+
+
+def embedding_row(file: str, rows: str, n_rows: int, info: dict) -> dict:
+    """One line of the report's embedding table: what was embedded, from which checkpoint, coverage."""
+    coverage = info.get("gene_coverage", {})
+    return {"file": file, "model": info["model"], "rows": rows, "n_rows": n_rows, "n_dims": int(info["n_dims"]),
+            "checkpoint_hash": str(info["checkpoint_hash"])[:19], "tensors_loaded": info.get("n_tensors_loaded", ""),
+            "gene_coverage": f"{coverage['n_covered']}/{coverage['n_genes']}" if coverage else ""}
 
 
 if __name__ == "__main__":

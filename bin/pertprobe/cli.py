@@ -110,3 +110,52 @@ def int_list(text: str) -> tuple[int, ...]:
 def str_list(text: str) -> list[str]:
     """Parse 'a, b,c' into ['a', 'b', 'c'] (empty text: [])."""
     return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def key_values(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ('layer=-1', 'pooling=cls') into {'layer': -1, 'pooling': 'cls'} (values read as JSON when they parse)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def model_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by the foundation-model commands; the command receives `run_options: RunOptions`,
+    `model_options: dict` and `gene_id_map: str | None`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, device: str, batch_size: int, precision: str, min_gene_coverage: float,
+                model_option: tuple[str, ...], **kwargs: Any) -> Any:
+        from .models.checkpoint import RunOptions
+
+        options = RunOptions(device=device, batch_size=batch_size, seed=kwargs["seed"], precision=precision,
+                             min_coverage=min_gene_coverage)
+        return func(*args, run_options=options, model_options=key_values(model_option), **kwargs)
+
+    options = [
+        click.option("--checkpoint", type=click.Path(exists=True, file_okay=False),
+                     help="Local checkpoint directory of a foundation model, in its released layout."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (first CUDA device if visible, else CPU), cpu, cuda, cuda:N."),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1)),
+        click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+                     help="Autocast precision on CUDA (CPU always runs fp32)."),
+        click.option("--min-gene-coverage", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+                     help="Fail when the model's vocabulary covers a smaller fraction of the dataset's genes."),
+        click.option("--gene-id-map", type=click.Path(exists=True, dir_okay=False),
+                     help="CSV/TSV with columns symbol,ensembl used where the checkpoint carries no map."),
+        click.option("--model-option", multiple=True, metavar="KEY=VALUE",
+                     help="Adapter-specific option (repeatable), e.g. layer=-1, pooling=cls; see docs/models/."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper

@@ -166,7 +166,7 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
     if cell_board is not None and not cell_board.empty:
         parts += _cell_section(cell_board)
     if embeddings:
-        parts.append("<h2>Cell embeddings</h2>")
+        parts.append("<h2>Embeddings</h2>")
         parts.append(_table(pd.DataFrame(embeddings)))
     parts.append(f"<h2>Software versions</h2><pre>{html.escape(versions)}</pre></body></html>")
     return "\n".join(parts)

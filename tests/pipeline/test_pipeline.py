@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pertprobe.models.registry import CELL_MODELS, GENE_MODELS
+
 from ..conftest import ROOT, TEST_DATA
 
 pytestmark = pytest.mark.pipeline
@@ -60,7 +62,8 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     board = pd.read_csv(results / "leaderboard.csv")
     assert set(board["model"]) == set(PREDICTORS) | {"ceiling"}
     assert set(board["metric"]) == set(METRICS)
-    assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random"}
+    # Gene-embedding sources: built-in ones plus every foundation-model table of the test profile.
+    assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random", *GENE_MODELS}
     rank = board[(board["metric"] == "rank_delta") & (board["embedding"] == "none")].set_index("model")["mean"]
     assert rank["mean"] == 0.5 and rank["no_change"] == 0.5
     assert rank["crispr_informed_mean"] < 0.3
@@ -72,6 +75,7 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
     assert (results / "pipeline_info" / "software_versions.yml").read_text().count('"PREPROCESS":') == 1
     assert {p.name.split(".")[1] for p in (results / "embed_cells").glob("*.embedding.h5ad")} == {"pca", "scvi", "random"}
+    assert "<h2>Embeddings</h2>" in html and "gene_coverage" in html
     assert "Cell-embedding benchmark" in html and "Known-relationship recall" in html
     statuses = trace_statuses(test_run / "trace1.txt")
     assert statuses and set(statuses) == {"COMPLETED"}
@@ -82,7 +86,7 @@ def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run)
     from pertprobe.cell_benchmark import TASKS
 
     board = pd.read_csv(test_run / "results" / "cell_leaderboard.csv")
-    assert set(board["model"]) == {"pca", "scvi", "random"}
+    assert set(board["model"]) == {"pca", "scvi", "random", *CELL_MODELS}
     assert set(board["alignment"]) == set(ALIGNMENTS) and set(board["task"]) == set(TASKS)
     assert board["random_floor"].notna().all()
     value = board.set_index(["model", "alignment", "metric"])["value"]
@@ -111,8 +115,8 @@ def test_stub_run_of_whole_pipeline(tmp_path):
     statuses = trace_statuses(tmp_path / "trace.txt")
     processes = {p.split(" ")[0] for p in pd.read_csv(tmp_path / "trace.txt", sep="\t")["name"]}
     assert set(statuses) == {"COMPLETED"}
-    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_GENES", "PREDICT", "EVALUATE",
-                         "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
+    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
+                         "EMBED_GENES", "PREDICT", "EVALUATE", "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
 
@@ -179,10 +183,22 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     trace = pd.read_csv(tmp_path / "t.txt", sep="\t")
     gpu = trace[trace["name"].str.startswith("PREDICT_GPU")]["tag"]
     cpu = trace[trace["name"].str.startswith("PREDICT (")]["tag"]
-    assert len(gpu) == 1 * 2 * 2  # the stub writes one split x {latent_additive, decoder_only} x {data_pca, random}
+    # the stub writes one split x {latent_additive, decoder_only} x {data_pca, random, 4 foundation-model tables}
+    assert len(gpu) == 1 * 2 * (2 + len(GENE_MODELS))
     assert all(("latent_additive" in t) or ("decoder_only" in t) for t in gpu)
     assert not any(("latent_additive" in t) or ("decoder_only" in t) for t in cpu)
     embed_gpu = trace[trace["name"].str.startswith("EMBED_CELLS_GPU")]["tag"]
     embed_cpu = trace[trace["name"].str.startswith("EMBED_CELLS (")]["tag"]
     assert sorted(embed_gpu) == ["sim_crispri scvi"]
     assert sorted(embed_cpu) == ["sim_crispri pca", "sim_crispri random"]
+    # Foundation models always run under process_gpu; the gpu profile gives them the accelerator.
+    models = trace[trace["name"].str.startswith(("EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS"))]["tag"]
+    assert sorted(models) == sorted([f"sim_crispri {m}" for m in (*CELL_MODELS, *GENE_MODELS)])
+
+
+def test_foundation_model_without_checkpoint_fails_before_running(tmp_path):
+    result = nextflow(tmp_path, "-profile", "test", "--outdir", "results", "--geneformer_model", "", "-stub-run",
+                      check=False)
+    assert result.returncode != 0
+    assert "needs --geneformer_model" in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "preprocess").exists()

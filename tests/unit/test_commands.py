@@ -14,7 +14,7 @@ from pertprobe import __version__
 from ..conftest import BIN
 
 COMMANDS = ["simulate.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
-            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py"]
+            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py"]
 
 
 def test_every_command_is_listed_and_executable():

