@@ -102,6 +102,20 @@ def directory_hash(directory: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def file_hash(path: str | Path) -> str:
+    """sha256 of one file's bytes (side inputs such as a FASTA or a descriptions table)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def tiny_subset(n: int, coverage: float, rng: np.random.Generator) -> list[int]:
+    """round(coverage * n) of range(n), drawn by `rng`, in order (partial coverage of tiny test inputs)."""
+    return sorted(int(i) for i in rng.choice(n, size=int(round(coverage * n)), replace=False))
+
+
 def load_torch_file(path: Path, model: str) -> Any:
     """torch.load on CPU with weights_only; a truncated or foreign file becomes an `InputError`."""
     import torch

@@ -9,7 +9,6 @@ of facebookresearch/esm computes it. The checkpoint is a Hugging Face transforme
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ import pandas as pd
 
 from ..dataset import looks_like_ensembl
 from ..errors import InputError
-from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, batches, directory_hash, first_existing,
-                         go_offline, require_files, resolve_device, seed_everything)
+from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, batches, directory_hash, file_hash,
+                         first_existing, go_offline, require_files, resolve_device, seed_everything, tiny_subset)
 from .gene_ids import check_coverage, strip_version
 
 MODEL = "esm2"
@@ -214,10 +213,6 @@ def _embed_sequences(sequences: Sequence[str], tokenizer: Any, model: Any, layer
     return out
 
 
-def _sha256(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, fasta: str | Path,
                 max_residues: int = DEFAULT_MAX_RESIDUES, layer: int = -1) -> ModelEmbedding:
     """ESM-2 embedding of every dataset gene the FASTA has a protein sequence for.
@@ -249,7 +244,7 @@ def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, f
         values=values[[row[int(chosen[g])] for g in covered]],
         params={"layer": layer, "n_layers": n_layers, "pooling": "mean over residues (BOS/EOS excluded)",
                 "max_residues": max_residues, "isoform": "longest (ties: first in file)",
-                "precision": options.precision, "fasta_sha256": _sha256(fasta),
+                "precision": options.precision, "fasta_sha256": file_hash(fasta),
                 "n_sequences_truncated": int(sum(len(records[i].sequence) > max_residues for i in used))},
         load=load, coverage=coverage, checkpoint_hash=directory_hash(checkpoint),
         index=[str(genes.index[g]) for g in covered])
@@ -260,11 +255,6 @@ def _gene_labels(genes: pd.DataFrame | Sequence[str]) -> list[tuple[str, str]]:
     if isinstance(genes, pd.DataFrame):
         return [(str(s), str(e)) for s, e in zip(genes["symbol"], genes["ensembl"], strict=True)]
     return [("", strip_version(g)) if looks_like_ensembl(g) else (g, "") for g in map(str, genes)]
-
-
-def _tiny_subset(n: int, coverage: float, rng: np.random.Generator) -> list[int]:
-    """round(coverage * n) of range(n), drawn by `rng`, in order."""
-    return sorted(int(i) for i in rng.choice(n, size=int(round(coverage * n)), replace=False))
 
 
 def write_tiny_fasta(path: str | Path, genes: pd.DataFrame | Sequence[str], seed: int = 0, coverage: float = 1.0,
@@ -279,7 +269,7 @@ def write_tiny_fasta(path: str | Path, genes: pd.DataFrame | Sequence[str], seed
     labels = _gene_labels(genes)
     letters = np.array(sorted(RESIDUES - set("XBUZO")))
     lines = []
-    for i in _tiny_subset(len(labels), coverage, rng):
+    for i in tiny_subset(len(labels), coverage, rng):
         symbol, ensembl = labels[i]
         sequence = "".join(rng.choice(letters, size=int(rng.integers(length[0], length[1] + 1))))
         if not symbol:

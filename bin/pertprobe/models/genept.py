@@ -7,7 +7,6 @@ descriptions come from a user table (columns `gene`, `description`). See docs/mo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -19,8 +18,8 @@ import pandas as pd
 
 from ..dataset import looks_like_ensembl
 from ..errors import InputError
-from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, directory_hash, first_existing, go_offline,
-                         require_files, resolve_device, seed_everything)
+from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, directory_hash, file_hash, first_existing,
+                         go_offline, require_files, resolve_device, seed_everything, tiny_subset)
 from .gene_ids import check_coverage, strip_version
 
 MODEL = "genept"
@@ -137,10 +136,6 @@ def _load(checkpoint: Path, device: Any) -> tuple[Any, LoadReport]:
     return model.float().eval(), LoadReport(n_tensors=len(auto_model.state_dict()))
 
 
-def _sha256(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise InputError("--model-option", name, f"must be true or false, got {value!r}",
@@ -184,7 +179,7 @@ def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, d
         values=values,
         params={"modules": [type(m).__name__ for m in model], "max_seq_length": max_length,
                 "normalize": normalize, "text": "description, whitespace collapsed",
-                "precision": options.precision, "descriptions_sha256": _sha256(descriptions),
+                "precision": options.precision, "descriptions_sha256": file_hash(descriptions),
                 "n_descriptions_truncated": int(n_long)},
         load=load, coverage=coverage, checkpoint_hash=directory_hash(checkpoint),
         index=[str(n) for n, c in zip(genes.index, covered, strict=True) if c])
@@ -246,7 +241,7 @@ def write_tiny_descriptions(path: str | Path, genes: pd.DataFrame | Sequence[str
         names = [s or e for s, e in zip(genes["symbol"].astype(str), genes["ensembl"].astype(str), strict=True)]
     else:
         names = [strip_version(g) if looks_like_ensembl(g) else g for g in map(str, genes)]
-    keep = sorted(int(i) for i in rng.choice(len(names), size=int(round(coverage * len(names))), replace=False))
+    keep = tiny_subset(len(names), coverage, rng)
     rows = [(names[i], f"{names[i]} encodes a {rng.choice(_FUNCTIONS)} that localises to the {rng.choice(_LOCATIONS)} "
                        f"and takes part in {rng.choice(_PROCESSES)}.") for i in keep]
     pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path, sep="\t" if path.suffix == ".tsv" else ",", index=False)
