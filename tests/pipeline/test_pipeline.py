@@ -36,7 +36,7 @@ def nextflow(launch_dir: Path, *args: str, check: bool = True) -> subprocess.Com
     launch_dir.mkdir(parents=True, exist_ok=True)
     cmd = [NEXTFLOW, "run", str(ROOT), "-ansi-log", "false", "--venv", sys.prefix, *args]
     env = {**os.environ, "NXF_OFFLINE": "true"}
-    result = subprocess.run(cmd, cwd=launch_dir, capture_output=True, text=True, env=env, timeout=1800)
+    result = subprocess.run(cmd, cwd=launch_dir, capture_output=True, text=True, env=env, timeout=5400)
     if check and result.returncode != 0:
         raise AssertionError(f"nextflow failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
