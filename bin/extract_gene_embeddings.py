@@ -31,6 +31,7 @@ def main(h5ad_path: str, counts_h5ad: str, model: str, fasta: str | None, descri
     from pertprobe.gene_embeddings import write_embedding
     from pertprobe.models.gene_ids import GeneIdMap, dataset_gene_ids, target_gene_ids
     from pertprobe.models.registry import UnknownModelOption, input_counts, run
+    from pertprobe.preprocess import input_var
 
     if not checkpoint:
         raise click.UsageError(f"--model {model} needs --checkpoint (the model directory)")
@@ -41,21 +42,18 @@ def main(h5ad_path: str, counts_h5ad: str, model: str, fasta: str | None, descri
         model_options[needs[0]] = needs[1]
     id_map = GeneIdMap.from_table(gene_id_map) if gene_id_map else None
     processed = ad.read_h5ad(h5ad_path, backed="r")
-    perturbations = processed.obs["perturbation"].astype(str).unique()
+    obs = processed.obs[["perturbation"]].copy()
     processed.file.close()
+    perturbations = obs["perturbation"].astype(str).unique()
     raw = ad.read_h5ad(counts_h5ad, backed="r")
-    var = pd.DataFrame(index=raw.var_names.astype(str))
-    if spec.gene_symbol_col:
-        var["gene_symbol"] = raw.var[spec.gene_symbol_col].astype(str).to_numpy()
+    var = input_var(raw, spec)
     raw.file.close()
     measured = dataset_gene_ids(var, spec.gene_id_type, id_map)
     targets = target_gene_ids(perturbations, spec.control_label, measured, id_map)
     contextual = model_options.get("kind") == "contextual"
     counts = None
     if contextual:  # contextual gene states need every measured gene of every cell
-        with_cells = ad.read_h5ad(h5ad_path, backed="r")
-        counts = input_counts(counts_h5ad, spec, with_cells.obs_names).X
-        with_cells.file.close()
+        counts = input_counts(counts_h5ad, spec, obs.index).X
     try:
         result = run(model, "genes", measured if contextual else targets, checkpoint, run_options, counts=counts,
                      **model_options)

@@ -42,12 +42,17 @@ def load_counts(path: str | Path, spec: DatasetSpec) -> ad.AnnData:
     obs["perturbation"] = adata.obs[spec.perturbation_col].astype(str).to_numpy()
     obs["is_control"] = obs["perturbation"] == spec.control_label
     obs["batch"] = adata.obs[spec.batch_col].astype(str).to_numpy() if spec.batch_col else "all"
+    out = ad.AnnData(X=counts, obs=obs, var=input_var(adata, spec))
+    out.uns["pertprobe"] = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
+    return out
+
+
+def input_var(adata: ad.AnnData, spec: DatasetSpec) -> pd.DataFrame:
+    """Gene table of an input file: var_names, plus `gene_symbol` from the samplesheet's gene_symbol_col."""
     var = pd.DataFrame(index=adata.var_names.astype(str))
     if spec.gene_symbol_col:
         var["gene_symbol"] = adata.var[spec.gene_symbol_col].astype(str).to_numpy()
-    out = ad.AnnData(X=counts, obs=obs, var=var)
-    out.uns["pertprobe"] = {k: ("" if v is None else v) for k, v in asdict(spec).items()}
-    return out
+    return var
 
 
 def target_map(perturbations: list[str], var: pd.DataFrame, control_label: str) -> dict[str, list[str]]:

@@ -95,19 +95,22 @@ def directory_hash(directory: str | Path) -> str:
                    and not any(part.startswith(".") for part in p.relative_to(directory).parts))
     for path in files:
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _update(digest, path)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def _update(digest: Any, path: Path) -> None:
+    """Feed a file's bytes to `digest` in 1 MiB blocks."""
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
 
 
 def file_hash(path: str | Path) -> str:
     """sha256 of one file's bytes (side inputs such as a FASTA or a descriptions table)."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    _update(digest, Path(path))
     return "sha256:" + digest.hexdigest()
 
 
