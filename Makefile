@@ -17,10 +17,16 @@ export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
 
 .PHONY: venv nextflow run test bench test-data test-models clean
 
+# torch (with its ~3 GB of CUDA wheels) is installed on its own first, so that its downloaded wheels
+# are deleted before the rest is fetched: ~8 GB of free disk at the peak instead of ~11.
+TORCH_REQ  := $(shell grep -o '"torch[<>=,.0-9]*"' pyproject.toml)
+PIP        := $(PY) -m pip install --quiet --no-cache-dir
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,models]"
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH_REQ)
+	$(PIP) -e ".[test,models]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,7 +43,7 @@ test: venv nextflow
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: venv
-	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PIP) -e ".[bench]"
 	$(PY) tests/benchmarks/run.py
 
 # Regenerate the bundled test dataset (deterministic; tests check it matches).
