@@ -3,7 +3,20 @@ scib-metrics does: all in [0, 1], higher = better mixed), with perturbations as 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def use_compile_cache(directory: str | Path) -> None:
+    """Keep JAX's compiled kernels in `directory` so that later processes (the next embedding's task)
+    reuse them instead of recompiling. Only compilation is cached; results are unchanged."""
+    import jax
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # scib-metrics compiles many small kernels
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def exact_neighbors(values: np.ndarray, n_neighbors: int):

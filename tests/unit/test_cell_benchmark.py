@@ -3,6 +3,7 @@ metrics respond to alignment, scVI never trains on its query batch, the command'
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -123,3 +124,31 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
     table = pd.read_csv(tmp_path / "out.cell_metrics.csv")
     assert set(table["task"]) == {"integrity"}  # no relationships file: recall is skipped, not invented
     assert set(TASKS) >= set(table["task"])
+
+
+
+def test_compile_cache_keeps_jax_kernels_without_changing_metrics(tmp_path):
+    """--compile-cache: scib-metrics' JAX kernels land in the folder (for the next task) and a process
+    that reads them back computes the same values as one that compiled them itself."""
+    code = ("import sys, json, numpy as np, scib_metrics\n"
+            "from pertprobe.batch_mixing import exact_neighbors, use_compile_cache\n"
+            "if sys.argv[1] != '-': use_compile_cache(sys.argv[1])\n"
+            "rng = np.random.default_rng(0)\n"
+            "x = rng.normal(size=(300, 8)).astype(np.float32)\n"
+            "batch, label = np.repeat(['a', 'b', 'c'], 100), np.tile(['p', 'q'], 150)\n"
+            "print(json.dumps([float(scib_metrics.ilisi_knn(exact_neighbors(x, 15), batch)),\n"
+            "                  float(scib_metrics.silhouette_batch(x, label, batch))]))\n")
+    cache = tmp_path / "jax_cache"
+
+    def metrics(cache_arg: str) -> str:
+        run = subprocess.run([sys.executable, "-c", code, cache_arg], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(BIN)})
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    uncached = metrics("-")
+    assert metrics(str(cache)) == uncached
+    entries = {p.name for p in cache.iterdir()}
+    assert len(entries) >= 2
+    assert metrics(str(cache)) == uncached
+    assert {p.name for p in cache.iterdir()} == entries  # read back: nothing compiled anew
