@@ -22,11 +22,12 @@ export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
 TORCH_REQ  := $(shell grep -o '"torch[<>=,.0-9]*"' pyproject.toml)
 PIP        := $(PY) -m pip install --quiet --no-cache-dir
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml containers/cellplm-requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH_REQ)
 	$(PIP) -e ".[test,models]"
+	$(PIP) --no-deps -r containers/cellplm-requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -111,7 +111,7 @@ workflow {
 
     // Cell embeddings; the random embedding is always added as the floor of every cell task.
     def baselineEmbedders = ['pca', 'scvi', 'random']
-    def cellModels        = ['geneformer', 'scgpt', 'uce']
+    def cellModels        = ['cellplm', 'geneformer', 'scgpt', 'uce']
     def geneModels        = ['esm2', 'genept', 'geneformer', 'scgpt']
     def cellEmbedders = (csvList(params.cell_embedders) + ['random']).unique()
     def unknownEmbedders = cellEmbedders.findAll { !(it in baselineEmbedders + cellModels) }

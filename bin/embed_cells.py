@@ -66,7 +66,8 @@ def foundation_embedding(adata, model: str, counts_h5ad: str | None, checkpoint:
     raw = input_counts(counts_h5ad, spec, adata.obs_names)
     genes = dataset_gene_ids(raw.var, spec.gene_id_type, GeneIdMap.from_table(gene_id_map) if gene_id_map else None)
     try:
-        result = run(model, "cells", genes, checkpoint, run_options, counts=raw.X, **model_options)
+        result = run(model, "cells", genes, checkpoint, run_options, counts=raw.X, groups=adata.obs["batch"],
+                     **model_options)
     except UnknownModelOption as err:
         raise click.UsageError(str(err)) from err
     emb = embedding_anndata(result.values, adata.obs_names, model, result.params, result.checkpoint_hash)

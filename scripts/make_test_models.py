@@ -22,12 +22,13 @@ def main() -> None:
 
     from pertprobe.models import esm2, genept
     from pertprobe.models.gene_ids import dataset_gene_ids
+    from pertprobe.models.geneformer import synthetic_ensembl
     from pertprobe.models.registry import adapter
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--h5ad", default=ROOT / "assets/test_data/sim_crispri.h5ad", type=Path)
     parser.add_argument("--out", default=ROOT / "assets/test_data/models", type=Path)
-    parser.add_argument("--models", default="geneformer,scgpt,uce,esm2,genept")
+    parser.add_argument("--models", default="cellplm,geneformer,scgpt,uce,esm2,genept")
     args = parser.parse_args()
 
     adata = ad.read_h5ad(args.h5ad, backed="r")
@@ -36,6 +37,11 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     models = [m for m in args.models.split(",") if m]
+    # The bundled data is keyed by symbol: made-up Ensembl IDs, also written as the --gene_id_map
+    # of the test profile, let the Ensembl-keyed CellPLM vocabulary cover it.
+    args.out.mkdir(parents=True)
+    genes = genes.assign(ensembl=[synthetic_ensembl(s) for s in genes["symbol"]])
+    genes[["symbol", "ensembl"]].to_csv(args.out / "gene_id_map.tsv", sep="\t", index=False)
     for name in models:
         adapter(name).write_tiny_checkpoint(args.out / name, genes, seed=0)
     # Side inputs of the gene models cover 90% of the genes, so the report shows partial coverage.

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..dataset import DatasetSpec
     from .checkpoint import ModelEmbedding, RunOptions
 
-CELL_MODELS = ("geneformer", "scgpt", "uce")
+CELL_MODELS = ("cellplm", "geneformer", "scgpt", "uce")
 GENE_MODELS = ("esm2", "genept", "geneformer", "scgpt")
 
 
@@ -45,21 +45,25 @@ def input_counts(counts_h5ad: str | Path, spec: DatasetSpec, cells: Any) -> ad.A
 
 
 def run(model: str, kind: str, genes: Any, checkpoint: str | Path, options: RunOptions, /,
-        counts: Any = None, **model_options: Any) -> ModelEmbedding:
+        counts: Any = None, groups: Any = None, **model_options: Any) -> ModelEmbedding:
     """Call the adapter's embed_cells (kind 'cells') or embed_genes (kind 'genes').
 
-    Unknown `model_options` raise a ValueError naming the options the adapter accepts.
+    `groups` (one label per cell, the batch) reaches adapters whose cells attend to each other
+    (CellPLM). Unknown `model_options` raise a ValueError naming the options the adapter accepts.
     """
     import inspect
 
     module = adapter(model)
     func = module.embed_cells if kind == "cells" else module.embed_genes
-    accepted = [n for n, p in inspect.signature(func).parameters.items()
-                if p.kind == p.KEYWORD_ONLY or (p.default is not p.empty and n != "counts")]
+    params = inspect.signature(func).parameters
+    accepted = [n for n, p in params.items()
+                if (p.kind == p.KEYWORD_ONLY or p.default is not p.empty) and n not in ("counts", "groups")]
     unknown = sorted(set(model_options) - set(accepted))
     if unknown:
         raise UnknownModelOption(f"{model}: unknown model option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
     if kind == "cells":
+        if "groups" in params:
+            model_options["groups"] = groups
         return func(counts, genes, Path(checkpoint), options, **model_options)
     if counts is not None and "counts" in inspect.signature(func).parameters:
         model_options["counts"] = counts

@@ -1,5 +1,5 @@
 /*
- * Cell embeddings from a foundation model (geneformer, scgpt, uce) in the model's own container.
+ * Cell embeddings from a foundation model (cellplm, geneformer, scgpt, uce) in the model's own container.
  * The checkpoint directory is a `path` input: staged on every executor and part of the resume hash.
  * Label process_gpu: routed to GPU nodes with -profile gpu; runs on CPU elsewhere (slowly, correctly).
  */
