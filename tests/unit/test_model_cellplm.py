@@ -168,3 +168,10 @@ def test_tiny_checkpoint_is_byte_identical_per_seed(genes, tiny, tmp_path):
     again = cellplm.write_tiny_checkpoint(tmp_path / "again", genes, seed=0)
     assert directory_hash(again) == directory_hash(tiny)
     assert directory_hash(cellplm.write_tiny_checkpoint(tmp_path / "other", genes, seed=1)) != directory_hash(tiny)
+
+
+def test_reduced_precision_request_runs_fp32_and_says_so(counts, genes, tiny):
+    """The sparse input layer has no bf16/fp16 CUDA kernel: CellPLM always runs fp32, recorded as such."""
+    result = cellplm.embed_cells(counts, genes, tiny, cpu(precision="bf16"))
+    assert (result.params["precision"], result.params["precision_requested"]) == ("fp32", "bf16")
+    assert result.values.tobytes() == cellplm.embed_cells(counts, genes, tiny, cpu()).values.tobytes()

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
-from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, autocast, batches, directory_hash, load_strict,
+from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, batches, directory_hash, load_strict,
                          load_torch_file, require_files, resolve_device, seed_everything, tiny_subset)
 from .gene_ids import check_coverage
 
@@ -129,13 +129,18 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
     model, report, n_pretraining = load_model(config_path, ckpt_path)
     device = resolve_device(options.device)
     model = model.eval().to(device)
+    # The sparse counts x gene-embedding product (OmicsEmbedder) has no bf16/fp16 CUDA kernel
+    # ("addmm_sparse_cuda" not implemented): CellPLM always runs in fp32; the metadata says so.
+    precision = "fp32"
+    if options.precision != precision:
+        print(f"CellPLM: --precision {options.precision} is not supported by its sparse input layer; running fp32")
     input_genes = list(ensembl[used])
     out = None
     # The GMVAE latent draws Gumbel noise even in eval mode, so the generator state is part of the
     # result: seed it, then take the one draw upstream's DataLoader iterator takes (its base seed).
     torch.manual_seed(options.seed)
     torch.empty((), dtype=torch.int64).random_()
-    with torch.inference_mode(), autocast(device, options.precision):
+    with torch.inference_mode():
         for idx in chunks(groups, options.batch_size):
             block = counts[idx].tocoo()
             x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([block.row, block.col]).astype(np.int64)),
@@ -148,11 +153,11 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
             out[idx] = pred
     if not np.isfinite(out).all():
         raise InputError(ckpt_path, "CellPLM weights", "produced non-finite embeddings",
-                         "re-copy the checkpoint; with --precision fp16 try bf16 or fp32")
+                         "re-copy the released checkpoint (a damaged file can load with the right shapes)")
     params = {"prefix": config_path.name[: -len(".config.json")], "latent_mod": model.latent_mod,
               "n_genes_used": int(used.size), "batch_size": options.batch_size,
               "n_groups": int(np.unique(groups).size), "pretraining_tensors_ignored": n_pretraining,
-              "seed": options.seed, "precision": options.precision}
+              "seed": options.seed, "precision": precision, "precision_requested": options.precision}
     return ModelEmbedding(values=out, params=params, load=report, coverage=coverage,
                           checkpoint_hash=directory_hash(checkpoint))
 
@@ -165,23 +170,25 @@ def _xdict(inputs: dict[str, Any]) -> Any:
 
 # Tiny checkpoints ----------------------------------------------------------------------------------
 
-def tiny_config(gene_list: list[str]) -> dict[str, Any]:
-    """The released 85M model's configuration keys at toy widths (see docs/models/cellplm.md)."""
-    return {"gene_list": gene_list, "enc_mod": "flowformer", "enc_hid": 32, "enc_layers": 2, "post_latent_dim": 16,
-            "dec_mod": "nbmlp", "dec_hid": 32, "dec_layers": 2, "out_dim": len(gene_list), "batch_num": 4,
-            "dataset_num": 2, "platform_num": 3, "mask_type": "input", "model_dropout": 0.2,
-            "activation": "gelu", "norm": "batchnorm", "enc_head": 4, "mask_node_rate": 0.75,
+def tiny_config(gene_list: list[str], enc_hid: int = 32, enc_layers: int = 2, post_latent_dim: int = 16,
+                enc_head: int = 4) -> dict[str, Any]:
+    """The released 85M model's configuration keys (toy widths by default; see docs/models/cellplm.md)."""
+    return {"gene_list": gene_list, "enc_mod": "flowformer", "enc_hid": enc_hid, "enc_layers": enc_layers,
+            "post_latent_dim": post_latent_dim, "dec_mod": "nbmlp", "dec_hid": enc_hid, "dec_layers": 2,
+            "out_dim": len(gene_list), "batch_num": 4, "dataset_num": 2, "platform_num": 3, "mask_type": "input",
+            "model_dropout": 0.2, "activation": "gelu", "norm": "batchnorm", "enc_head": enc_head, "mask_node_rate": 0.75,
             "mask_feature_rate": 0.25, "max_batch_size": 70000, "pe_type": "sin", "cat_pe": False,
             "gene_emb": None, "latent_mod": "gmvae", "w_li": 1.0, "w_en": 1.0, "w_ce": 1.0, "num_clusters": 4,
             "dsbn": False, "ecs": False, "dar": False, "input_covariate": False, "head_type": None,
             "dae": True, "lamda": 0.5, "mask_beta": False}
 
 
-def write_tiny_checkpoint(directory: Path, genes: pd.DataFrame, seed: int = 0, coverage: float = 0.9) -> Path:
+def write_tiny_checkpoint(directory: Path, genes: pd.DataFrame, seed: int = 0, coverage: float = 0.9,
+                          **widths: int) -> Path:
     """A randomly initialised pre-training OmicsFormer (decoder included) in the released layout.
 
     The gene list holds the Ensembl IDs of `coverage` of `genes` (column `ensembl`, which must be
-    filled) plus two IDs the dataset lacks. Same arguments, same bytes."""
+    filled) plus two IDs the dataset lacks; `widths` go to `tiny_config`. Same arguments, same bytes."""
     import torch
 
     ids = genes["ensembl"].astype(str).to_numpy()
@@ -189,7 +196,7 @@ def write_tiny_checkpoint(directory: Path, genes: pd.DataFrame, seed: int = 0, c
         raise ValueError("write_tiny_checkpoint needs an Ensembl ID for every gene")
     rng = np.random.default_rng(seed)
     gene_list = [ids[i] for i in tiny_subset(ids.size, coverage, rng)] + ["ENSG00000000001", "ENSG00000000002"]
-    config = tiny_config(gene_list)
+    config = tiny_config(gene_list, **widths)
     torch.manual_seed(seed)
     model = _omicsformer()(**config)
     directory.mkdir(parents=True, exist_ok=True)
