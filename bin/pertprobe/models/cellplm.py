@@ -74,12 +74,11 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def load_model(config_path: Path, ckpt_path: Path) -> tuple[torch.nn.Module, LoadReport, int]:
+def load_model(config: dict[str, Any], ckpt_path: Path) -> tuple[torch.nn.Module, LoadReport, int]:
     """OmicsFormer built as CellEmbeddingPipeline builds it (head_type 'embedder'), loaded strictly.
 
     Returns the model, the load report and the number of pre-training decoder tensors set aside."""
-    config = {**read_config(config_path), "head_type": "embedder"}
-    model = _omicsformer()(**config)
+    model = _omicsformer()(**{**config, "head_type": "embedder"})
     blob = load_torch_file(ckpt_path, MODEL)
     state = blob.get("model_state_dict") if isinstance(blob, Mapping) else None
     if not isinstance(state, Mapping):
@@ -110,8 +109,8 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
     import torch
 
     config_path, ckpt_path = checkpoint_files(Path(checkpoint), prefix)
-    gene_list = read_config(config_path)["gene_list"]
-    known = set(gene_list)
+    config = read_config(config_path)
+    known = set(config["gene_list"])
     ensembl = genes["ensembl"].astype(str).to_numpy()
     covered = np.array([g in known for g in ensembl])
     coverage = check_coverage(MODEL, covered, options.min_coverage, config_path)
@@ -126,7 +125,7 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
         raise ValueError(f"groups has {groups.shape} labels for {counts.shape[0]} cells")
 
     seed_everything(options.seed)
-    model, report, n_pretraining = load_model(config_path, ckpt_path)
+    model, report, n_pretraining = load_model(config, ckpt_path)
     device = resolve_device(options.device)
     model = model.eval().to(device)
     # The sparse counts x gene-embedding product (OmicsEmbedder) has no bf16/fp16 CUDA kernel
