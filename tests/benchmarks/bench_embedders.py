@@ -32,17 +32,19 @@ from pertprobe.models import esm2, geneformer, genept  # noqa: E402
 from pertprobe.models.checkpoint import RunOptions  # noqa: E402
 from pertprobe.models.registry import CELL_MODELS, adapter  # noqa: E402
 
-# Released sizes (architecture only). CellPLM 85M (widths from the authors' code, see docs/models/cellplm.md), Geneformer V1-10M, scGPT whole-human, UCE 4-layer (token table
-# restricted to the benchmark's genes), ESM2 t6-8M; GenePT uses the real MiniLM shipped on PyPI.
+# Released sizes (architecture only). CellPLM 20231027_85M (docs/models/cellplm.md), Geneformer V1-10M,
+# scGPT whole-human, UCE 4-layer (token table restricted to the benchmark's genes), ESM2 t6-8M; GenePT uses
+# the real MiniLM shipped on PyPI.
 ARCHITECTURES = {
     "geneformer": dict(version=1, hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=512),
     "scgpt": dict(embsize=512, nheads=8, d_hid=512, nlayers=12),
     "uce": dict(token_dim=5120, d_model=1280, nhead=20, d_hid=5120, nlayers=4, output_dim=1280, decoder_hidden=1024,
                 binary_hidden=(2048, 512, 128)),
-    "cellplm": dict(enc_hid=1024, enc_layers=6, post_latent_dim=512, enc_head=8),
+    "cellplm": dict(enc_hid=1024, enc_layers=4, post_latent_dim=512, enc_head=8),
     "esm2": dict(hidden_size=320, num_hidden_layers=6, num_attention_heads=20, intermediate_size=1280),
 }
-LABELS = {"cellplm": "CellPLM 85M-size (6x1024 Flowformer, GMVAE latent)", "geneformer": "Geneformer V1-10M (6x256, 2048 tokens)", "scgpt": "scGPT whole-human (12x512, 1200 tokens)",
+LABELS = {"cellplm": "CellPLM 20231027_85M-size (4x1024 Flowformer, VAE latent)",
+          "geneformer": "Geneformer V1-10M (6x256, 2048 tokens)", "scgpt": "scGPT whole-human (12x512, 1200 tokens)",
           "uce": "UCE 4-layer (4x1280, 1024 sampled genes)", "esm2": "ESM2 t6-8M (6x320), proteins of 300 aa",
           "genept": "GenePT text, all-MiniLM-L6-v2 (real weights)"}
 

@@ -99,11 +99,12 @@ def test_gene_tables_cover_the_perturbation_targets(workdir, model, side):
 
 
 def test_contextual_geneformer_gene_table_is_keyed_by_target_label(workdir):
-    result = run(BIN / "extract_gene_embeddings.py", "--h5ad", "d.processed.h5ad", "--counts-h5ad", "d.h5ad",
-                 "--model", "geneformer", "--checkpoint", "geneformer", "--model-option", "kind=contextual",
-                 "--out", "ctx.parquet", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    table, token = read_embedding(workdir / "ctx.parquet"), read_embedding(workdir / "geneformer.parquet")
+    for kind in ("token", "contextual"):  # this test's own token table: no dependence on test order
+        result = run(BIN / "extract_gene_embeddings.py", "--h5ad", "d.processed.h5ad", "--counts-h5ad", "d.h5ad",
+                     "--model", "geneformer", "--checkpoint", "geneformer", "--model-option", f"kind={kind}",
+                     "--out", f"{kind}.parquet", cwd=workdir)
+        assert result.returncode == 0, result.stderr
+    table, token = read_embedding(workdir / "contextual.parquet"), read_embedding(workdir / "token.parquet")
     assert set(table.index) <= set(token.index) and len(table) > 0
     assert not np.allclose(table.to_numpy(), token.loc[table.index].to_numpy())
 

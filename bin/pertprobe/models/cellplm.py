@@ -1,12 +1,14 @@
 """CellPLM (Wen et al., ICLR 2024; github.com/OmicsML/CellPLM) cell embeddings.
 
-Runs the authors' model class (`CellPLM.model.OmicsFormer` from PyPI `cellplm` 0.1.0.post2, installed
-without its unused dependencies) on the path of `CellPLM/pipeline/cell_embedding.py::
-CellEmbeddingPipeline._inference`, with three changes: weights load strictly (upstream's
-`load_pretrain` silently drops mismatched tensors), genes are matched by Ensembl ID from the dataset
-or `--gene-id-map` (never the mygene web service), and chunks of cells have a fixed size. CellPLM
-attends across the cells of a chunk, so the chunk size and the grouping are part of the result.
-Definitions and the file layout: docs/models/cellplm.md.
+Runs the authors' model class (`CellPLM/model/cellformer.py::OmicsFormer` from PyPI `cellplm`
+0.1.0.post2, installed without its unused dependencies) on the path of
+`CellPLM/pipeline/cell_embedding.py::CellEmbeddingPipeline._inference` (model built by
+`CellPLM/pipeline/__init__.py::load_pretrain`, cells grouped as `CellPLM/utils/data.py::
+TranscriptomicDataset`), with three changes: weights load strictly (upstream silently drops
+mismatched tensors), genes are matched by Ensembl ID from the dataset or `--gene-id-map` (never the
+mygene web service), and chunks of cells have a fixed size. CellPLM attends across the cells of a
+chunk, so the chunk size and the grouping are part of the result. Definitions, differences and the
+file layout: docs/models/cellplm.md.
 """
 
 from __future__ import annotations
@@ -23,18 +25,23 @@ import scipy.sparse as sp
 from ..errors import InputError
 from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, batches, directory_hash, load_strict,
                          load_torch_file, require_files, resolve_device, seed_everything, tiny_subset)
-from .gene_ids import check_coverage
+from .gene_ids import Coverage, check_coverage
 
 if TYPE_CHECKING:
     import torch
 
 MODEL = "CellPLM"
 RELEASED_PREFIX = "20231027_85M"
-# Tensors of the pre-training decoder: in released checkpoints, absent from the embedder
-# (OmicsFormer with head_type='embedder' builds no decoder).
+CONFIG_SUFFIX, CKPT_SUFFIX = ".config.json", ".best.ckpt"
+# State-dict prefixes of modules that only the pre-training model builds: OmicsFormer(head_type=None)
+# minus OmicsFormer(head_type='embedder') is exactly the `decoder.*` tensors (the objectives and the
+# embedder head hold none), for every enc/latent/dec/norm choice of the package.
 PRETRAINING_ONLY = ("decoder.",)
-INSTALL_FIX = ("install it without its unused dependencies: pip install --no-deps -r "
-               "containers/cellplm-requirements.txt (or run in the ghcr.io/pertprobe/cellplm image)")
+GROUPINGS = ("batch", "none")
+INSTALL_FIX = ("install it without its unused dependencies (pydance, mygene): pip install --no-deps "
+               "cellplm==0.1.0.post2 einops (pinned in containers/cellplm-requirements.txt), or run in the "
+               "ghcr.io/pertprobe/cellplm image")
+CONFIG_FIX = "use the <prefix>.config.json released with the checkpoint (OmicsFormer keyword arguments)"
 
 
 def _omicsformer() -> Any:
@@ -46,86 +53,155 @@ def _omicsformer() -> Any:
     return OmicsFormer
 
 
+# Checkpoint files ----------------------------------------------------------------------------------
+
 def checkpoint_files(checkpoint: Path, prefix: str | None) -> tuple[Path, Path]:
     """`<prefix>.config.json` and `<prefix>.best.ckpt`; the prefix is found when the directory has one."""
     if prefix is None:
-        configs = sorted(p.name[: -len(".config.json")] for p in Path(checkpoint).glob("*.config.json"))
-        if len(configs) != 1:
+        found = sorted({p.name[: -len(suffix)] for suffix in (CONFIG_SUFFIX, CKPT_SUFFIX)
+                        for p in Path(checkpoint).glob(f"*{suffix}")})
+        if len(found) != 1:
             raise InputError(checkpoint, "CellPLM checkpoint",
-                             f"has {len(configs)} '<prefix>.config.json' files ({', '.join(configs) or 'none'})",
-                             f"put one released pair (e.g. {RELEASED_PREFIX}.config.json and "
-                             f"{RELEASED_PREFIX}.best.ckpt) in the directory, or pass --model-option prefix=...")
-        prefix = configs[0]
-    names = (f"{prefix}.config.json", f"{prefix}.best.ckpt")
+                             f"has {len(found)} checkpoint prefixes ({', '.join(found) or 'none'})",
+                             f"put one released pair (e.g. {RELEASED_PREFIX}{CONFIG_SUFFIX} and "
+                             f"{RELEASED_PREFIX}{CKPT_SUFFIX}) in the directory, or pass --model-option prefix=...")
+        prefix = found[0]
+    names = (f"{prefix}{CONFIG_SUFFIX}", f"{prefix}{CKPT_SUFFIX}")
     directory = require_files(checkpoint, names, MODEL)
     return directory / names[0], directory / names[1]
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The model configuration, with `gene_list` checked."""
+    """The model configuration (OmicsFormer keyword arguments), with `gene_list` checked."""
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise InputError(path, "CellPLM config", f"is not readable JSON ({err})",
-                         "use the config.json released with the checkpoint") from err
-    if not isinstance(config, dict) or not isinstance(config.get("gene_list"), list) or not config["gene_list"]:
-        raise InputError(path, "gene_list", "is missing or empty",
+        raise InputError(path, "CellPLM config", f"is not readable JSON ({err})", CONFIG_FIX) from err
+    if not isinstance(config, dict):
+        raise InputError(path, "CellPLM config", "is not a JSON object", CONFIG_FIX)
+    genes = config.get("gene_list")
+    if not isinstance(genes, list) or not genes or not all(isinstance(g, str) for g in genes):
+        raise InputError(path, "gene_list", "is missing, empty or not a list of Ensembl IDs",
                          "use the config.json released with the checkpoint (it lists the model's Ensembl IDs)")
     return config
 
 
-def load_model(config: dict[str, Any], ckpt_path: Path) -> tuple[torch.nn.Module, LoadReport, int]:
-    """OmicsFormer built as CellEmbeddingPipeline builds it (head_type 'embedder'), loaded strictly.
+def latent_dim(config: Mapping[str, Any]) -> int:
+    """Width of `out_dict['pred']`: post_latent_dim, or enc_hid without a latent layer (latent_mod 'none')."""
+    return int(config["enc_hid"] if config.get("latent_mod", "vae") == "none" else config["post_latent_dim"])
 
-    Returns the model, the load report and the number of pre-training decoder tensors set aside."""
-    model = _omicsformer()(**{**config, "head_type": "embedder"})
+
+def build_embedder(config: Mapping[str, Any], config_path: Path) -> torch.nn.Module:
+    """OmicsFormer(**config) with head_type='embedder', as CellEmbeddingPipeline.__init__ builds it."""
+    try:
+        model = _omicsformer()(**{**config, "head_type": "embedder"})
+        latent_dim(config)
+    except (TypeError, KeyError, ValueError, NotImplementedError) as err:
+        raise InputError(config_path, "CellPLM config", f"does not build an OmicsFormer ({type(err).__name__}: {err})",
+                         CONFIG_FIX) from err
+    return model
+
+
+def load_model(config: Mapping[str, Any], config_path: Path,
+               ckpt_path: Path) -> tuple[torch.nn.Module, LoadReport, int]:
+    """The embedder loaded strictly from `model_state_dict`.
+
+    Every model tensor must be in the file with its shape; checkpoint tensors the model lacks are
+    allowed only under PRETRAINING_ONLY. Returns the model, the load report and how many
+    pre-training tensors were set aside."""
+    model = build_embedder(config, config_path)
     blob = load_torch_file(ckpt_path, MODEL)
     state = blob.get("model_state_dict") if isinstance(blob, Mapping) else None
     if not isinstance(state, Mapping):
         raise InputError(ckpt_path, "model_state_dict", "is not in the file",
-                         "use the released <prefix>.best.ckpt (a dict with key 'model_state_dict')")
-    kept = {k: v for k, v in state.items() if not k.startswith(PRETRAINING_ONLY)}
+                         f"use the released <prefix>{CKPT_SUFFIX} (a dict with key 'model_state_dict')")
+    expected = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in expected or not k.startswith(PRETRAINING_ONLY)}
     report = load_strict(model, kept, ckpt_path, MODEL)
     return model, report, len(state) - len(kept)
 
 
-def chunks(groups: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Cell indices per forward pass: each group (sorted labels) in cell order, cut into `batch_size` pieces."""
-    order = []
-    for label in np.unique(groups):
-        members = np.flatnonzero(groups == label)
-        order += [members[s] for s in batches(members.size, batch_size)]
-    return order
+# Cells -----------------------------------------------------------------------------------------------
 
+def group_codes(groups: Any, n_cells: int, grouping: str) -> np.ndarray:
+    """A code per cell, in sorted label order (TranscriptomicDataset's LabelEncoder); all 0 for one group."""
+    if grouping not in GROUPINGS:
+        raise InputError(f"--model-option grouping={grouping}", "grouping", f"is not one of {', '.join(GROUPINGS)}",
+                         "pass grouping=batch (cells of different batches never share a chunk) or grouping=none")
+    if groups is None or grouping == "none":
+        return np.zeros(n_cells, dtype=np.int64)
+    values = np.asarray(groups, dtype=object)
+    if values.shape != (n_cells,):
+        raise ValueError(f"groups has shape {values.shape} for {n_cells} cells")
+    try:
+        codes, _ = pd.factorize(values, sort=True)
+    except TypeError:  # labels of mixed types: order them as text
+        codes, _ = pd.factorize(values.astype(str), sort=True)
+    if (codes < 0).any():
+        raise InputError("processed dataset", "obs['batch']", f"{int((codes < 0).sum())} cell(s) have no batch label",
+                         "give every cell a batch label, or pass --model-option grouping=none")
+    return codes.astype(np.int64)
+
+
+def chunks(codes: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Cell indices per forward pass: each group (code order) in cell order, cut into `batch_size` pieces
+    (batch_size <= 0: whole groups, upstream's default)."""
+    out = []
+    for code in np.unique(codes):
+        members = np.flatnonzero(codes == code)
+        out += [members[s] for s in batches(members.size, batch_size if batch_size > 0 else members.size)]
+    return out
+
+
+def sparse_rows(counts: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows of the counts as a coalesced sparse COO float32 tensor (TranscriptomicDataset's x_seq)."""
+    import torch
+
+    block = counts[rows].tocoo()
+    index = torch.from_numpy(np.vstack([block.row, block.col]).astype(np.int64))
+    values = torch.from_numpy(block.data.astype(np.float32))
+    return torch.sparse_coo_tensor(index, values, block.shape, check_invariants=True).coalesce().to(device)
+
+
+def covered_counts(counts: Any, genes: pd.DataFrame, gene_list: list[str], options: RunOptions,
+                   where: Path) -> tuple[sp.csr_matrix, list[str], Coverage]:
+    """Counts of the dataset genes whose Ensembl ID is in the model's gene list (dataset order, as
+    Pipeline.common_preprocess), their IDs and the coverage; an empty cell is an error."""
+    known = set(gene_list)
+    ensembl = genes["ensembl"].fillna("").astype(str).to_numpy()
+    covered = np.array([g in known for g in ensembl], dtype=bool)
+    coverage = check_coverage(MODEL, covered, options.min_coverage, where)
+    used = np.flatnonzero(covered)
+    matrix = sp.csr_matrix(counts, dtype=np.float32)[:, used].tocsr()
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
+    if empty.size:
+        raise InputError("input counts", "cells", f"{empty.size} cell(s) have no counts in the {used.size} genes "
+                         f"CellPLM knows (first: cell #{empty[0]})", "remove empty cells before embedding")
+    return matrix, list(ensembl[used]), coverage
+
+
+# Embeddings ----------------------------------------------------------------------------------------
 
 def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *,
-                prefix: str | None = None, groups: Any = None) -> ModelEmbedding:
-    """CellPLM cell embeddings (the latent mean of the embedder head), one row per cell in input order.
+                prefix: str | None = None, grouping: str = "batch", groups: Any = None) -> ModelEmbedding:
+    """CellPLM cell embeddings (`out_dict['pred']` of the embedder head), one row per cell in input order.
 
-    Model option `prefix` (checkpoint file prefix; default the directory's only one). `groups`
-    (one label per cell, e.g. the batch) keeps cells of different groups out of each other's chunks,
-    as upstream does with `obs['batch']`; None puts all cells in one group.
+    Model options: `prefix` (checkpoint file prefix; default the directory's only one), `grouping`
+    ('batch': cells with different `groups` labels never share a chunk, as upstream with
+    obs['batch']; 'none': one group). `groups` is one label per cell (the pipeline passes the
+    processed dataset's batch); None is one group. Chunks hold options.batch_size cells (0: whole groups).
     """
     import torch
 
     config_path, ckpt_path = checkpoint_files(Path(checkpoint), prefix)
     config = read_config(config_path)
-    known = set(config["gene_list"])
-    ensembl = genes["ensembl"].astype(str).to_numpy()
-    covered = np.array([g in known for g in ensembl])
-    coverage = check_coverage(MODEL, covered, options.min_coverage, config_path)
-    used = np.flatnonzero(covered)
-    counts = sp.csr_matrix(counts, dtype=np.float32)[:, used].tocsr()
-    empty = np.flatnonzero(np.diff(counts.indptr) == 0)
-    if empty.size:
-        raise InputError("input counts", "cells", f"{empty.size} cell(s) have no counts in the {used.size} genes "
-                         f"CellPLM knows (first: cell #{empty[0]})", "remove empty cells before embedding")
-    groups = np.zeros(counts.shape[0], dtype=int) if groups is None else np.asarray(groups).astype(str)
-    if groups.shape != (counts.shape[0],):
-        raise ValueError(f"groups has {groups.shape} labels for {counts.shape[0]} cells")
+    counts, input_genes, coverage = covered_counts(counts, genes, config["gene_list"], options, config_path)
+    codes = group_codes(groups, counts.shape[0], grouping)
 
     seed_everything(options.seed)
-    model, report, n_pretraining = load_model(config, ckpt_path)
+    model, report, n_pretraining = load_model(config, config_path, ckpt_path)
     device = resolve_device(options.device)
     model = model.eval().to(device)
     # The sparse counts x gene-embedding product (OmicsEmbedder) has no bf16/fp16 CUDA kernel
@@ -133,73 +209,75 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
     precision = "fp32"
     if options.precision != precision:
         print(f"CellPLM: --precision {options.precision} is not supported by its sparse input layer; running fp32")
-    input_genes = list(ensembl[used])
-    out = None
-    # The GMVAE latent draws Gumbel noise even in eval mode, so the generator state is part of the
-    # result: seed it, then take the one draw upstream's DataLoader iterator takes (its base seed).
+    out = np.empty((counts.shape[0], latent_dim(config)), dtype=np.float32)
+    # Eval mode still draws random numbers: the VAE latent draws (and ignores) noise, the GMVAE latent
+    # (20230926_85M) picks its cluster with Gumbel noise, which changes the output. Seed the
+    # generator, then take the one draw upstream's DataLoader iterator takes (its base seed), so the
+    # draws are those of CellEmbeddingPipeline run after torch.manual_seed(seed).
+    from CellPLM.utils.data import XDict
+
     torch.manual_seed(options.seed)
     torch.empty((), dtype=torch.int64).random_()
     with torch.inference_mode():
-        for idx in chunks(groups, options.batch_size):
-            block = counts[idx].tocoo()
-            x = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([block.row, block.col]).astype(np.int64)),
-                                        torch.from_numpy(block.data), block.shape,
-                                        check_invariants=True).coalesce().to(device)
-            inputs = {"x_seq": x, "coord": torch.full((idx.size, 2), -1.0, device=device)}
-            pred = model(_xdict(inputs), input_genes)[0]["pred"].float().cpu().numpy()
-            if out is None:
-                out = np.empty((counts.shape[0], pred.shape[1]), dtype=np.float32)
-            out[idx] = pred
+        for rows in chunks(codes, options.batch_size):
+            inputs = XDict({"x_seq": sparse_rows(counts, rows, device),
+                            "coord": torch.full((rows.size, 2), -1.0, device=device)})
+            out[rows] = model(inputs, input_genes)[0]["pred"].float().cpu().numpy()
     if not np.isfinite(out).all():
         raise InputError(ckpt_path, "CellPLM weights", "produced non-finite embeddings",
                          "re-copy the released checkpoint (a damaged file can load with the right shapes)")
-    params = {"prefix": config_path.name[: -len(".config.json")], "latent_mod": model.latent_mod,
-              "n_genes_used": int(used.size), "batch_size": options.batch_size,
-              "n_groups": int(np.unique(groups).size), "pretraining_tensors_ignored": n_pretraining,
+    params = {"prefix": config_path.name[: -len(CONFIG_SUFFIX)], "enc_mod": str(config["enc_mod"]),
+              "latent_mod": model.latent_mod, "latent_dim": out.shape[1], "n_genes_used": len(input_genes),
+              "batch_size": options.batch_size, "grouping": grouping if groups is not None else "none",
+              "n_groups": int(np.unique(codes).size), "pretraining_tensors_ignored": n_pretraining,
               "seed": options.seed, "precision": precision, "precision_requested": options.precision}
     return ModelEmbedding(values=out, params=params, load=report, coverage=coverage,
                           checkpoint_hash=directory_hash(checkpoint))
 
 
-def _xdict(inputs: dict[str, Any]) -> Any:
-    from CellPLM.utils.data import XDict
-
-    return XDict(inputs)
-
-
 # Tiny checkpoints ----------------------------------------------------------------------------------
 
 def tiny_config(gene_list: list[str], enc_hid: int = 32, enc_layers: int = 2, post_latent_dim: int = 16,
-                enc_head: int = 4) -> dict[str, Any]:
-    """The released 85M model's configuration keys (toy widths by default; see docs/models/cellplm.md)."""
-    return {"gene_list": gene_list, "enc_mod": "flowformer", "enc_hid": enc_hid, "enc_layers": enc_layers,
-            "post_latent_dim": post_latent_dim, "dec_mod": "nbmlp", "dec_hid": enc_hid, "dec_layers": 2,
-            "out_dim": len(gene_list), "batch_num": 4, "dataset_num": 2, "platform_num": 3, "mask_type": "input",
-            "model_dropout": 0.2, "activation": "gelu", "norm": "batchnorm", "enc_head": enc_head, "mask_node_rate": 0.75,
-            "mask_feature_rate": 0.25, "max_batch_size": 70000, "pe_type": "sin", "cat_pe": False,
-            "gene_emb": None, "latent_mod": "gmvae", "w_li": 1.0, "w_en": 1.0, "w_ce": 1.0, "num_clusters": 4,
-            "dsbn": False, "ecs": False, "dar": False, "input_covariate": False, "head_type": None,
-            "dae": True, "lamda": 0.5, "mask_beta": False}
+                enc_head: int | None = None, latent_mod: str = "vae", num_clusters: int = 4) -> dict[str, Any]:
+    """The keys of the released ckpt/20230926_85M.config.json at toy widths, with the 20231027_85M
+    architecture (Flowformer, VAE latent, group norm, sinusoidal PE added, NB-MLP decoder); see
+    docs/models/cellplm.md. `enc_head` None leaves OmicsFormer's default (8, as the released files)."""
+    config = {"name": "tiny", "enc_mod": "flowformer", "enc_hid": enc_hid, "enc_layers": enc_layers,
+              "latent_mod": latent_mod, "lamda": 5.0, "post_latent_dim": post_latent_dim, "dec_mod": "nbmlp",
+              "dec_hid": enc_hid, "dec_layers": 2, "model_dropout": 0.2, "mask_node_rate": 0.75,
+              "mask_feature_rate": 0.25, "drop_node_rate": 0.3, "norm": "groupnorm", "dataset": "tiny",
+              "architecture": "OmicsFormer", "epochs": 0, "lr": 0.0002, "wd": 1e-08, "w_li": 5.0, "w_en": 5.0,
+              "num_clusters": num_clusters, "out_dim": len(gene_list), "ddp": False, "cat_pe": False, "val_num": 10,
+              "max_batch_size": 4000, "dar": False, "input_covariate": False, "beta": [2.0, 1.5],
+              "batch_mixing": False, "ecs": False, "dsbn": False, "dae": True, "batch_flip": True, "mask_beta": True,
+              "batch_num": 4, "dataset_num": 2, "gene_list": gene_list}
+    if enc_head is not None:
+        config["enc_head"] = enc_head
+    return config
 
 
 def write_tiny_checkpoint(directory: Path, genes: pd.DataFrame, seed: int = 0, coverage: float = 0.9,
-                          **widths: int) -> Path:
-    """A randomly initialised pre-training OmicsFormer (decoder included) in the released layout.
+                          extra_genes: int = 2, prefix: str = RELEASED_PREFIX, **config: Any) -> Path:
+    """A randomly initialised pre-training OmicsFormer (head_type None: decoder included) in the released layout.
 
-    The gene list holds the Ensembl IDs of `coverage` of `genes` (column `ensembl`, which must be
-    filled) plus two IDs the dataset lacks; `widths` go to `tiny_config`. Same arguments, same bytes."""
+    gene_list = the Ensembl IDs (column `ensembl`, which must be filled) of `coverage` of `genes`,
+    drawn with tiny_subset, then `extra_genes` made-up IDs the dataset lacks; `config` goes to
+    `tiny_config`. Writes <prefix>.config.json and <prefix>.best.ckpt; same arguments, same bytes."""
     import torch
 
-    ids = genes["ensembl"].astype(str).to_numpy()
+    ids = genes["ensembl"].fillna("").astype(str).to_numpy()
     if (ids == "").any():
         raise ValueError("write_tiny_checkpoint needs an Ensembl ID for every gene")
     rng = np.random.default_rng(seed)
-    gene_list = [ids[i] for i in tiny_subset(ids.size, coverage, rng)] + ["ENSG00000000001", "ENSG00000000002"]
-    config = tiny_config(gene_list, **widths)
-    torch.manual_seed(seed)
-    model = _omicsformer()(**config)
+    gene_list = [ids[i] for i in tiny_subset(ids.size, coverage, rng)]
+    gene_list += [f"ENSG{i:011d}" for i in range(extra_genes)]  # ENSG00000000000, ...: no real gene
+    settings = tiny_config(gene_list, **config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _omicsformer()(**settings)
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{RELEASED_PREFIX}.config.json").write_text(json.dumps(config, indent=1) + "\n")
+    (directory / f"{prefix}{CONFIG_SUFFIX}").write_text(json.dumps(settings) + "\n")
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"model_state_dict": state}, directory / f"{RELEASED_PREFIX}.best.ckpt")
+    torch.save({"model_state_dict": state}, directory / f"{prefix}{CKPT_SUFFIX}")
     return directory
