@@ -24,7 +24,8 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from .checkpoint import (LoadReport, ModelEmbedding, RunOptions, batches, directory_hash, load_strict,
-                         load_torch_file, require_files, resolve_device, seed_everything, tiny_subset)
+                         load_torch_file, require_counts_per_cell, require_files, resolve_device, seed_everything,
+                         tiny_subset)
 from .gene_ids import Coverage, check_coverage
 
 if TYPE_CHECKING:
@@ -175,10 +176,7 @@ def covered_counts(counts: Any, genes: pd.DataFrame, gene_list: list[str], optio
     matrix = sp.csr_matrix(counts, dtype=np.float32)[:, used].tocsr()
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
-    empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
-    if empty.size:
-        raise InputError("input counts", "cells", f"{empty.size} cell(s) have no counts in the {used.size} genes "
-                         f"CellPLM knows (first: cell #{empty[0]})", "remove empty cells before embedding")
+    require_counts_per_cell(matrix, used.size, MODEL, "remove empty cells before embedding")
     return matrix, list(ensembl[used]), coverage
 
 

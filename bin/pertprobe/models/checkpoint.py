@@ -119,6 +119,14 @@ def tiny_subset(n: int, coverage: float, rng: np.random.Generator) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=int(round(coverage * n)), replace=False))
 
 
+def require_counts_per_cell(counts: Any, n_genes: int, model: str, fix: str) -> None:
+    """Raise `InputError` when a cell has no positive count in the `n_genes` genes `model` can use."""
+    empty = np.flatnonzero(np.asarray((counts > 0).sum(axis=1)).ravel() == 0)
+    if empty.size:
+        raise InputError("input counts", "cells", f"{empty.size} cells have no counts in the {n_genes} genes {model} "
+                         f"can use (first: cell #{empty[0]})", fix)
+
+
 def load_torch_file(path: Path, model: str) -> Any:
     """torch.load on CPU with weights_only; a truncated or foreign file becomes an `InputError`."""
     import torch

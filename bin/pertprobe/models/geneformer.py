@@ -31,6 +31,7 @@ from .checkpoint import (
     first_existing,
     go_offline,
     load_torch_file,
+    require_counts_per_cell,
     require_files,
     resolve_device,
     seed_everything,
@@ -394,12 +395,9 @@ def _prepare(counts: Any, genes: pd.DataFrame, checkpoint: str | Path, options: 
     model, report = load_model(checkpoint, device)
     encoder = build_encoder(model, dicts, emb_layer, max_length, checkpoint / CONFIG)
     norm = normalise(counts, mapped.token, mapped.median)
-    empty = np.flatnonzero(np.diff(norm.values.indptr) == 0)
-    if empty.size:
-        raise InputError("counts matrix", "cells", f"{empty.size} cells have no counts in any Geneformer vocabulary "
-                         f"gene (first rows: {', '.join(map(str, empty[:5]))})",
-                         "remove empty cells before embedding (the official tokenizer drops them), or check the "
-                         "gene identifiers")
+    require_counts_per_cell(norm.values, int(mapped.covered.sum()), "Geneformer",
+                            "remove empty cells before embedding (the official tokenizer drops them), or check the "
+                            "gene identifiers")
     return _CountsRun(checkpoint, dicts, mapped, coverage, encoder, report, norm, device)
 
 

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from .checkpoint import (ModelEmbedding, RunOptions, autocast, batches, directory_hash, load_strict,
-                         load_torch_file, require_files, resolve_device, seed_everything)
+                         load_torch_file, require_counts_per_cell, require_files, resolve_device, seed_everything)
 from .gene_ids import check_coverage
 
 if TYPE_CHECKING:
@@ -408,12 +408,8 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
     counts = counts[:, used_idx].tocsr()
     counts.sum_duplicates()  # canonical (sorted) rows: sampling must not depend on storage order
     vocab = GeneTokens(vocab.token[used_idx], vocab.chrom[used_idx], vocab.start[used_idx], vocab.n_chrom_codes)
-    empty = np.flatnonzero(np.asarray((counts > 0).sum(axis=1)).ravel() == 0)
-    if empty.size:
-        raise InputError("input counts", "cells",
-                         f"{empty.size} cell(s) have no counts in the {used_idx.size} genes UCE can use "
-                         f"(first: cell #{empty[0]})", "remove empty cells before embedding (quality control), "
-                         "or lower --model-option filter_min_cells")
+    require_counts_per_cell(counts, used_idx.size, MODEL, "remove empty cells before embedding (quality control), "
+                            "or lower --model-option filter_min_cells")
     n_chroms = np.unique(vocab.chrom).size
     length = 1 + sample_size + 2 * min(n_chroms, sample_size)
     if length > pad_length:
