@@ -1,6 +1,7 @@
 # pertprobe: set-up, pipeline run, tests and benchmarks from a clean clone.
 #   make run    venv + Nextflow (if none on PATH) + the pipeline on the bundled test data
-#   make test   venv + Nextflow + the whole test suite
+#   make test   venv + Nextflow + the whole test suite (CI)
+#   make test-fast  the quick tier: unit tests not marked slow
 #   make bench  benchmarks in tests/benchmarks/
 SHELL      := /bin/bash
 PYTHON     ?= python3
@@ -15,18 +16,22 @@ PYTEST_ARGS ?=
 export NXF_OFFLINE ?= true
 export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
 
-.PHONY: venv nextflow run test bench test-data test-models clean
+.PHONY: venv lock nextflow run test test-fast bench test-data test-models clean
 
+# Every package the venv installs is pinned in requirements/lock.txt (generated from pyproject.toml's
+# ranges by `make lock`), so a fresh clone installs the same versions today and in six months.
 # torch (with its ~3 GB of CUDA wheels) is installed on its own first, so that its downloaded wheels
 # are deleted before the rest is fetched: ~8 GB of free disk at the peak instead of ~11.
-TORCH_REQ  := $(shell grep -o '"torch[<>=,.0-9]*"' pyproject.toml)
+LOCK       := requirements/lock.txt
 PIP        := $(PY) -m pip install --quiet --no-cache-dir
+UV_VERSION := 0.13.9
 
-$(STAMP): pyproject.toml containers/cellplm-requirements.txt
+$(STAMP): $(LOCK) pyproject.toml containers/cellplm-requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) $(TORCH_REQ)
-	$(PIP) -e ".[test,models]"
+	$(PIP) -c $(LOCK) pip
+	$(PIP) -c $(LOCK) torch
+	$(PIP) -r $(LOCK)
+	$(PIP) --no-deps --no-build-isolation -e .
 	$(PIP) --no-deps -r containers/cellplm-requirements.txt
 	touch $(STAMP)
 
@@ -43,8 +48,12 @@ run: venv nextflow
 test: venv nextflow
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
+# The quick tier: unit tests without the slow-marked ones and without pipeline runs.
+test-fast: venv
+	$(PY) -m pytest -n 2 -m "not slow and not pipeline" $(PYTEST_ARGS)
+
 bench: venv
-	$(PIP) -e ".[bench]"
+	$(PIP) -r requirements/bench-lock.txt
 	$(PY) tests/benchmarks/run.py
 
 # Regenerate the bundled test dataset (deterministic; tests check it matches).
@@ -54,6 +63,16 @@ test-data: venv
 # Regenerate the tiny foundation-model checkpoints of the test profile (deterministic).
 test-models: venv
 	$(PY) scripts/make_test_models.py
+
+# Regenerate the lock from pyproject.toml's ranges and requirements/tools.in (all platforms,
+# Python 3.11), with a pinned uv in a throw-away tool venv; the bench lock adds the bench extra on top.
+lock:
+	$(PYTHON) -m venv .uv-venv && .uv-venv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	.uv-venv/bin/uv pip compile pyproject.toml requirements/tools.in --extra test --extra models \
+	    --python-version 3.11 --universal --no-header --annotation-style line -o $(LOCK)
+	.uv-venv/bin/uv pip compile pyproject.toml requirements/tools.in --extra test --extra models --extra bench \
+	    -c $(LOCK) --python-version 3.11 --universal --no-header --annotation-style line -o requirements/bench-lock.txt
+	rm -rf .uv-venv
 
 clean:
 	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

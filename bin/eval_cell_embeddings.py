@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark one cell embedding on the five perturbation-analysis tasks under each alignment."""
+"""Benchmark cell embeddings of one dataset on the five perturbation-analysis tasks under each alignment."""
 
 import click
 
@@ -7,7 +7,8 @@ from pertprobe.cli import command, str_list
 
 
 @command("eval_cell_embeddings.py", packages=["anndata", "numpy", "scikit-learn", "scib-metrics", "jax"])
-@click.option("--embedding", "embedding_path", required=True, help="Cell embedding (.embedding.h5ad).")
+@click.option("--embedding", "embedding_paths", required=True, multiple=True,
+              help="Cell embedding (.embedding.h5ad); repeat for several embeddings of the same dataset.")
 @click.option("--h5ad", "h5ad_path", required=True, help="Processed dataset (.processed.h5ad).")
 @click.option("--splits", "splits_path", required=True, help="Perturbation splits (splits.csv) for the decoder probe.")
 @click.option("--dataset", required=True, help="Dataset id written into the tables.")
@@ -38,8 +39,9 @@ from pertprobe.cli import command, str_list
 @click.option("--compile-cache", default=None, type=click.Path(file_okay=False),
               help="Folder shared by all EVAL_CELL_EMBEDDINGS tasks where JAX keeps compiled kernels "
                    "(speeds up every task after the first; results unchanged).")
-@click.option("--prefix", required=True, help="Writes PREFIX.cell_metrics.csv and PREFIX.cell_perturbations.csv.")
-def main(embedding_path: str, h5ad_path: str, splits_path: str, dataset: str, relationships_path: str | None,
+@click.option("--prefix", required=True,
+              help="Writes PREFIX.MODEL.cell_metrics.csv and PREFIX.MODEL.cell_perturbations.csv per embedding.")
+def main(embedding_paths: tuple[str, ...], h5ad_path: str, splits_path: str, dataset: str, relationships_path: str | None,
          alignments: list[str], tasks: list[str], holdout_batches: list[str], null_perturbations: list[str],
          compile_cache: str | None, prefix: str, **params) -> None:
     """Batch mixing, separability, replicate consistency, known-relationship recall and Structural Integrity."""
@@ -55,12 +57,7 @@ def main(embedding_path: str, h5ad_path: str, splits_path: str, dataset: str, re
         unknown = sorted(set(given) - set(allowed))
         if unknown or not given:
             raise click.BadParameter(f"unknown or empty {unknown}; choose from {', '.join(allowed)}", param_hint=name)
-    emb = ad.read_h5ad(embedding_path)
     processed = ad.read_h5ad(h5ad_path)
-    if "embedding" not in emb.uns or not emb.obs_names.equals(processed.obs_names):
-        raise InputError(embedding_path, "obs_names/uns['embedding']",
-                         f"is not an embedding of the cells of {h5ad_path}",
-                         "embed the processed dataset with embed_cells.py (or an adapter following the embedding contract)")
     unknown = sorted(set(null_perturbations) - set(processed.obs["perturbation"].astype(str)))
     if unknown:
         raise click.BadParameter(f"{unknown} are not perturbations of {h5ad_path}", param_hint="--null-perturbations")
@@ -72,12 +69,29 @@ def main(embedding_path: str, h5ad_path: str, splits_path: str, dataset: str, re
     config = CellBenchmarkConfig(alignments=tuple(alignments), tasks=tuple(tasks),
                                  holdout_batches=tuple(holdout_batches),
                                  null_perturbations=tuple(null_perturbations), **params)
-    summary, per_pert = evaluate_embedding(emb, processed, read_table(splits_path).reset_index(), dataset,
-                                           relationships, config)
-    write_table(summary.set_index("dataset"), f"{prefix}.cell_metrics.csv")
-    write_table(per_pert.set_index("dataset"), f"{prefix}.cell_perturbations.csv")
-    click.echo(f"{prefix}: {len(summary)} summary values over {len(alignments)} alignment(s)")
-
+    splits = read_table(splits_path).reset_index()
+    # Every embedding is checked before any is scored.
+    models = {}
+    for embedding_path in embedding_paths:
+        emb = ad.read_h5ad(embedding_path, backed="r")
+        model = emb.uns["embedding"].get("model") if "embedding" in emb.uns else None
+        matches = emb.obs_names.equals(processed.obs_names)
+        emb.file.close()
+        if model is None or not matches:
+            raise InputError(embedding_path, "obs_names/uns['embedding']",
+                             f"is not an embedding of the cells of {h5ad_path}",
+                             "embed the processed dataset with embed_cells.py (or an adapter following the embedding contract)")
+        if model in models.values():
+            raise InputError(embedding_path, "uns['embedding']['model']", f"'{model}' is given twice",
+                             "pass one embedding per model")
+        models[embedding_path] = model
+    # Several embeddings in one process share its compiled kernels (scib-metrics' JAX, umap's numba).
+    for embedding_path, model in models.items():
+        summary, per_pert = evaluate_embedding(ad.read_h5ad(embedding_path), processed, splits, dataset,
+                                               relationships, config)
+        write_table(summary.set_index("dataset"), f"{prefix}.{model}.cell_metrics.csv")
+        write_table(per_pert.set_index("dataset"), f"{prefix}.{model}.cell_perturbations.csv")
+        click.echo(f"{prefix}.{model}: {len(summary)} summary values over {len(alignments)} alignment(s)")
 
 if __name__ == "__main__":
     main()

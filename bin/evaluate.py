@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Score one prediction file against the observed pseudobulk."""
+"""Score prediction files (e.g. every prediction of one split) against the observed pseudobulk."""
 
 import click
 
@@ -7,32 +7,37 @@ from pertprobe.cli import command
 
 
 @command("evaluate.py", packages=["numpy", "pandas", "pyarrow"])
-@click.option("--prediction", "prediction_path", required=True, help="Prediction .parquet from PREDICT.")
+@click.option("--prediction", "prediction_paths", required=True, multiple=True,
+              help="Prediction .parquet from PREDICT; repeat for several.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
 @click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene metrics).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet/.csv).")
-def main(prediction_path: str, pseudobulk_path: str, de_path: str | None, out_path: str) -> None:
+def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
+    import pandas as pd
+
     from pertprobe.de import de_gene_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
     from pertprobe.metrics import response_metrics
     from pertprobe.pseudobulk import Pseudobulk
     from pertprobe.report import METRIC_COLUMNS
 
-    pred = read_table(prediction_path)
-    meta = read_table_metadata(prediction_path)
     pb = Pseudobulk.load(pseudobulk_path)
-    missing = sorted(set(pred.index) - set(pb.perturbations))
-    if missing or not pred.columns.equals(pb.genes):
-        raise click.UsageError(f"{prediction_path}: perturbations or genes do not match {pseudobulk_path} "
-                               f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
     de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
-    table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de)
-    for key in ("dataset", "split", "seed", "model", "embedding"):
-        table[key] = meta[key]
-    write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)
-    click.echo(f"{out_path}: {len(pred)} perturbations scored")
-
+    tables = []
+    for prediction_path in sorted(prediction_paths):
+        pred = read_table(prediction_path)
+        meta = read_table_metadata(prediction_path)
+        missing = sorted(set(pred.index) - set(pb.perturbations))
+        if missing or not pred.columns.equals(pb.genes):
+            raise click.UsageError(f"{prediction_path}: perturbations or genes do not match {pseudobulk_path} "
+                                   f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
+        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de)
+        for key in ("dataset", "split", "seed", "model", "embedding"):
+            table[key] = meta[key]
+        tables.append(table[METRIC_COLUMNS])
+    write_table(pd.concat(tables, ignore_index=True).set_index("dataset"), out_path)
+    click.echo(f"{out_path}: {len(tables)} prediction file(s) scored")
 
 if __name__ == "__main__":
     main()

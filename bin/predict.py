@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Predict the pseudobulk of the test perturbations of one split."""
+"""Predict the pseudobulk of the test perturbations of one split, by one or more predictors."""
 
 import click
 
@@ -13,16 +13,18 @@ from pertprobe.cli import command
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
 @click.option("--seed", required=True, type=int, help="Split seed (also seeds the model).")
 @click.option("--fold", required=True, type=int, help="Test fold.")
-@click.option("--predictor", required=True, help="Predictor name (see docs/metrics.md).")
+@click.option("--predictor", "predictors", required=True, multiple=True,
+              help="Predictor name (see docs/metrics.md); repeat to run several on the same inputs.")
 @click.option("--gene-embedding", "embedding_path", default=None, help="Gene-embedding table from EMBED_GENES.")
 @click.option("--dataset", required=True, help="Dataset id recorded in the output.")
 @click.option("--linear-n-components", default=10, show_default=True, type=click.IntRange(min=1),
               help="k of the linear model's gene PCA.")
 @click.option("--linear-ridge", default=0.1, show_default=True, type=click.FloatRange(min=0), help="λ of the linear model.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet.")
-def main(pseudobulk_path: str, by_batch_path: str | None, splits_path: str, seed: int, fold: int, predictor: str,
-         embedding_path: str | None, dataset: str, linear_n_components: int, linear_ridge: float,
-         out_path: str) -> None:
+@click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for DATASET.PREDICTOR.EMBEDDING.seedS.foldF.prediction.parquet, one per predictor.")
+def main(pseudobulk_path: str, by_batch_path: str | None, splits_path: str, seed: int, fold: int,
+         predictors: tuple[str, ...], embedding_path: str | None, dataset: str, linear_n_components: int,
+         linear_ridge: float, out_dir: str) -> None:
     """Write test perturbations x genes predictions with the split, seed, predictor and embedding that made them."""
     from pathlib import Path
 
@@ -32,23 +34,27 @@ def main(pseudobulk_path: str, by_batch_path: str | None, splits_path: str, seed
     from pertprobe.pseudobulk import Pseudobulk
     from pertprobe.splits import split_sets
 
-    if predictor not in PREDICTORS:
-        raise click.BadParameter(f"unknown predictor {predictor!r}; choose from {', '.join(PREDICTORS)}")
+    unknown = [p for p in predictors if p not in PREDICTORS]
+    if unknown:
+        raise click.BadParameter(f"unknown predictor(s) {', '.join(unknown)}; choose from {', '.join(PREDICTORS)}",
+                                 param_hint="--predictor")
     train, test = split_sets(read_table(splits_path), seed, fold, splits_path)
     embedding = read_embedding(embedding_path) if embedding_path else None
     emb_meta = embedding_metadata(embedding_path) if embedding_path else {}
-    params = {"n_components": linear_n_components, "ridge": linear_ridge} if predictor == "linear" else {}
-    by_batch = read_table(by_batch_path) if by_batch_path else None
-    pred, info = predict(predictor, Pseudobulk.load(pseudobulk_path), train, test, embedding=embedding,
-                         by_batch=by_batch, seed=seed, **params)
     emb_name = emb_meta.get("source", Path(embedding_path).name.split(".")[0]) if embedding_path else "none"
-    write_table(pred, out_path, metadata={"dataset": dataset, "seed": seed, "split": f"fold{fold}",
-                                          "model": predictor, "embedding": emb_name, "n_train": len(train),
-                                          "n_test": len(test), "info": info, "params": params})
-    fallback = f", {info['n_fallback']} fell back to the mean" if "n_fallback" in info else ""
-    click.echo(f"{out_path}: {len(test)} test perturbations predicted by {predictor}/{emb_name} "
-               f"(seed {seed}, fold {fold}{fallback})")
-
+    by_batch = read_table(by_batch_path) if by_batch_path else None
+    pseudobulk = Pseudobulk.load(pseudobulk_path)
+    for predictor in dict.fromkeys(predictors):
+        params = {"n_components": linear_n_components, "ridge": linear_ridge} if predictor == "linear" else {}
+        pred, info = predict(predictor, pseudobulk, train, test, embedding=embedding, by_batch=by_batch, seed=seed,
+                             **params)
+        out_path = Path(out_dir) / f"{dataset}.{predictor}.{emb_name}.seed{seed}.fold{fold}.prediction.parquet"
+        write_table(pred, out_path, metadata={"dataset": dataset, "seed": seed, "split": f"fold{fold}",
+                                              "model": predictor, "embedding": emb_name, "n_train": len(train),
+                                              "n_test": len(test), "info": info, "params": params})
+        fallback = f", {info['n_fallback']} fell back to the mean" if "n_fallback" in info else ""
+        click.echo(f"{out_path}: {len(test)} test perturbations predicted by {predictor}/{emb_name} "
+                   f"(seed {seed}, fold {fold}{fallback})")
 
 if __name__ == "__main__":
     main()

@@ -67,8 +67,7 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
     ax.set_title(f"{dataset}: {metric}")
     if metric.startswith("rank"):
         ax.axhline(0.5, color="grey", ls="--", lw=1)
-    fig.tight_layout()
-    out = _png(fig)
+    out = _png(fig)  # bbox_inches="tight" fits the rotated labels
     plt.close(fig)
     return out
 

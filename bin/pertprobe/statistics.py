@@ -34,18 +34,22 @@ def paired_comparisons(metrics: pd.DataFrame, exclude: tuple[str, ...] = ("ceili
     for (dataset, metric), group in data.groupby(["dataset", "metric"], sort=True):
         per_split = group.groupby(["predictor", "seed", "split"])["value"].mean().unstack("predictor")
         per_pert = group.groupby(["predictor", "perturbation"])["value"].mean().unstack("predictor")
-        for a, b in combinations(sorted(per_split.columns), 2):
-            splits = per_split[[a, b]].dropna()
-            perts = (per_pert[a] - per_pert[b]).dropna().to_numpy()
-            t, p = (stats.ttest_rel(splits[a], splits[b]) if len(splits) > 1 and (splits[a] - splits[b]).std() > 0
-                    else (np.nan, np.nan))
+        names = sorted(per_split.columns)
+        split_values = per_split[names].to_numpy(dtype=np.float64)
+        pert_values = per_pert.reindex(columns=names).to_numpy(dtype=np.float64)
+        for i, j in combinations(range(len(names)), 2):
+            both = ~np.isnan(split_values[:, i]) & ~np.isnan(split_values[:, j])
+            sa, sb = split_values[both, i], split_values[both, j]
+            perts = pert_values[:, i] - pert_values[:, j]
+            perts = perts[~np.isnan(perts)]
+            t, p = (stats.ttest_rel(sa, sb) if len(sa) > 1 and (sa - sb).std(ddof=1) > 0 else (np.nan, np.nan))
             if len(perts):
                 boot = perts[rng.integers(0, len(perts), size=(n_bootstrap, len(perts)))].mean(axis=1)
                 lo, hi = np.percentile(boot, [2.5, 97.5])
             else:
                 lo = hi = np.nan
-            rows.append({"dataset": dataset, "metric": metric, "predictor_a": a, "predictor_b": b,
-                         "mean_difference": float((splits[a] - splits[b]).mean()) if len(splits) else np.nan,
-                         "t_statistic": float(t), "p_value": float(p), "n_splits": len(splits),
+            rows.append({"dataset": dataset, "metric": metric, "predictor_a": names[i], "predictor_b": names[j],
+                         "mean_difference": float((sa - sb).mean()) if len(sa) else np.nan,
+                         "t_statistic": float(t), "p_value": float(p), "n_splits": len(sa),
                          "ci_low": float(lo), "ci_high": float(hi), "n_perturbations": len(perts)})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -47,6 +47,13 @@ def trace_statuses(trace: Path) -> list[str]:
         return [row["status"] for row in csv.DictReader(fh, delimiter="\t")]
 
 
+def read_trace(trace: Path) -> pd.DataFrame:
+    """The trace with `process`: the simple process name (PERTPROBE:RESPONSE_BENCHMARK:PREDICT -> PREDICT)."""
+    table = pd.read_csv(trace, sep="\t")
+    table["process"] = table["name"].str.split(" ").str[0].str.split(":").str[-1]
+    return table
+
+
 @pytest.fixture(scope="module")
 def test_run(tmp_path_factory):
     launch = tmp_path_factory.mktemp("nf_run")
@@ -67,18 +74,25 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     rank = board[(board["metric"] == "rank_delta") & (board["embedding"] == "none")].set_index("model")["mean"]
     assert rank["mean"] == 0.5 and rank["no_change"] == 0.5
     assert rank["crispr_informed_mean"] < 0.3
-    assert (board["n_splits"] == 6).all()  # 3 folds x 2 seeds in the test profile
+    assert (board["n_splits"] == 2).all()  # 2 folds x 1 seed in the test profile
     assert board[["best_floor", "ceiling"]].notna().all().all()
     stats = pd.read_csv(results / "statistics.csv")
     assert {"p_value", "ci_low", "ci_high"} <= set(stats.columns) and len(stats) > 0
     html = (results / "report.html").read_text()
     assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
-    assert (results / "pipeline_info" / "software_versions.yml").read_text().count('"PREPROCESS":') == 1
+    assert (results / "pipeline_info" / "software_versions.yml").read_text().count(':PREPROCESS":') == 1
     assert {p.name.split(".")[1] for p in (results / "embed_cells").glob("*.embedding.h5ad")} == {"pca", "scvi", "random"}
     assert "<h2>Embeddings</h2>" in html and "gene_coverage" in html
     assert "Cell-embedding benchmark" in html and "Known-relationship recall" in html
-    statuses = trace_statuses(test_run / "trace1.txt")
-    assert statuses and set(statuses) == {"COMPLETED"}
+    trace = read_trace(test_run / "trace1.txt")
+    assert set(trace["status"]) == {"COMPLETED"}
+    # One PREDICT task per split x gene embedding (or none), one EVALUATE per split.
+    n_splits, n_sources = 2, 2 + len(GENE_MODELS)
+    assert (trace["process"] == "PREDICT").sum() == n_splits * (1 + n_sources)
+    assert (trace["process"] == "EVALUATE").sum() == n_splits
+    metrics = pd.read_parquet(results / "metrics.parquet")
+    assert metrics.groupby(["split", "seed"])[["model", "embedding"]].nunique().eq(
+        metrics[["model", "embedding"]].nunique()).all().all()
 
 
 def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run):
@@ -87,7 +101,8 @@ def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run)
 
     board = pd.read_csv(test_run / "results" / "cell_leaderboard.csv")
     assert set(board["model"]) == {"pca", "scvi", "random", *CELL_MODELS}
-    assert set(board["alignment"]) == set(ALIGNMENTS) and set(board["task"]) == set(TASKS)
+    assert set(board["alignment"]) == {"none", "center"} and set(board["task"]) == set(TASKS)  # test profile
+    assert {"none", "center"} < set(ALIGNMENTS)
     assert board["random_floor"].notna().all()
     value = board.set_index(["model", "alignment", "metric"])["value"]
     # The floor sits at chance; PCA of data whose effects follow gene programs beats it.
@@ -112,10 +127,9 @@ def test_resume_reruns_nothing(test_run):
 
 def test_stub_run_of_whole_pipeline(tmp_path):
     nextflow(tmp_path, "-profile", "test", "--outdir", "results", "-stub-run", "-with-trace", "trace.txt")
-    statuses = trace_statuses(tmp_path / "trace.txt")
-    processes = {p.split(" ")[0] for p in pd.read_csv(tmp_path / "trace.txt", sep="\t")["name"]}
-    assert set(statuses) == {"COMPLETED"}
-    assert processes == {"VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
+    trace = read_trace(tmp_path / "trace.txt")
+    assert set(trace["status"]) == {"COMPLETED"}
+    assert set(trace["process"]) == {"VALIDATE_SAMPLESHEET", "VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
                          "EMBED_GENES", "PREDICT", "EVALUATE", "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
@@ -143,12 +157,14 @@ def test_bad_samplesheet_names_line_and_field(tmp_path):
 
 @pytest.mark.parametrize(("profiles", "expected"), [
     ("slurm,gpu", ["process.executor = 'slurm'", "process.'withLabel:process_gpu'.clusterOptions = '--gres=gpu:1'",
-                   "process.'withLabel:process_gpu'.accelerator = 1"]),
+                   "process.'withLabel:process_gpu'.accelerator = 1",
+                   "process.'withName:.*_GPU'.clusterOptions = '--gres=gpu:1'", "process.'withName:.*_GPU'.accelerator = 1"]),
     ("awsbatch,docker,gpu", ["process.executor = 'awsbatch'", "docker.enabled = true",
                              "process.'withLabel:process_gpu'.containerOptions = '--gpus all'"]),
     ("singularity", ["singularity.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
     ("apptainer", ["apptainer.enabled = true", "process.'withLabel:process_gpu'.containerOptions = '--nv'"]),
-    ("test", ["params.n_folds = 3", "process.executor = 'local'"]),
+    ("test", ["params.n_folds = 2", "process.executor = 'local'"]),
+    ("test_full", ["params.n_folds = 3", "params.seeds = '0,1'", "process.executor = 'local'"]),
     ("test,gpu", ["params.gpu = true", "process.'withLabel:process_gpu'.accelerator = 1"]),
 ])
 def test_profiles_resolve(profiles, expected):
@@ -180,20 +196,23 @@ def test_schema_documents_every_parameter():
 
 def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     nextflow(tmp_path, "-profile", "test", "--gpu", "true", "--outdir", "results", "-stub-run", "-with-trace", "t.txt")
-    trace = pd.read_csv(tmp_path / "t.txt", sep="\t")
-    gpu = trace[trace["name"].str.startswith("PREDICT_GPU")]["tag"]
-    cpu = trace[trace["name"].str.startswith("PREDICT (")]["tag"]
-    # the stub writes one split x {latent_additive, decoder_only} x {data_pca, random, 4 foundation-model tables}
-    assert len(gpu) == 1 * 2 * (2 + len(GENE_MODELS))
-    assert all(("latent_additive" in t) or ("decoder_only" in t) for t in gpu)
-    assert not any(("latent_additive" in t) or ("decoder_only" in t) for t in cpu)
-    embed_gpu = trace[trace["name"].str.startswith("EMBED_CELLS_GPU")]["tag"]
-    embed_cpu = trace[trace["name"].str.startswith("EMBED_CELLS (")]["tag"]
+    trace = read_trace(tmp_path / "t.txt")
+    gpu = trace.loc[trace["process"] == "PREDICT_GPU", "tag"]
+    cpu = trace.loc[trace["process"] == "PREDICT", "tag"]
+    torch = ("latent_additive", "decoder_only")
+    # the stub writes one split: the torch predictors on each of {data_pca, random, 4 foundation-model tables}
+    assert len(gpu) == 1 * (2 + len(GENE_MODELS))
+    assert all(t.endswith(": latent_additive,decoder_only") for t in gpu)
+    assert not any(name in t for t in cpu for name in torch)
+    embed_gpu = trace.loc[trace["process"] == "EMBED_CELLS_GPU", "tag"]
+    embed_cpu = trace.loc[trace["process"] == "EMBED_CELLS", "tag"]
     assert sorted(embed_gpu) == ["sim_crispri scvi"]
     assert sorted(embed_cpu) == ["sim_crispri pca", "sim_crispri random"]
     # Foundation models always run under process_gpu; the gpu profile gives them the accelerator.
-    models = trace[trace["name"].str.startswith(("EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS"))]["tag"]
+    models = trace.loc[trace["process"].isin(["EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS"]), "tag"]
     assert sorted(models) == sorted([f"sim_crispri {m}" for m in (*CELL_MODELS, *GENE_MODELS)])
+    # EVALUATE waits for every prediction of its split, CPU and GPU alike.
+    assert (trace["process"] == "EVALUATE").sum() == 1
 
 
 def test_foundation_model_without_checkpoint_fails_before_running(tmp_path):

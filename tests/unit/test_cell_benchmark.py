@@ -17,6 +17,8 @@ from pertprobe.preprocess import PreprocessConfig, load_counts, preprocess
 
 from ..conftest import BIN, small_config
 
+pytestmark = pytest.mark.slow  # a simulated screen through every task (~2 min on 2 cores)
+
 FAST = CellBenchmarkConfig(alignments=("none", "center"), n_permutations=99, n_null=200, n_neighbors=30)
 
 
@@ -121,9 +123,19 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
     ok = subprocess.run(base + ["--tasks", "relationships,integrity", "--alignments", "center"], cwd=tmp_path,
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    table = pd.read_csv(tmp_path / "out.cell_metrics.csv")
+    table = pd.read_csv(tmp_path / "out.pca.cell_metrics.csv")
     assert set(table["task"]) == {"integrity"}  # no relationships file: recall is skipped, not invented
     assert set(TASKS) >= set(table["task"])
+    # Several embeddings in one process: the same tables as one by one.
+    write_h5ad(random(result.adata, n_comps=5, seed=1), tmp_path / "r.h5ad")
+    both = subprocess.run(base + ["--embedding", "r.h5ad", "--tasks", "relationships,integrity", "--alignments", "center",
+                                  "--prefix", "both"], cwd=tmp_path, capture_output=True, text=True)
+    assert both.returncode == 0, both.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "both.pca.cell_metrics.csv"), table)
+    assert set(pd.read_csv(tmp_path / "both.random.cell_metrics.csv")["model"]) == {"random"}
+    twice = subprocess.run(base + ["--embedding", "e.h5ad", "--prefix", "twice"], cwd=tmp_path, capture_output=True,
+                           text=True)
+    assert twice.returncode == 2 and "given twice" in twice.stderr and not list(tmp_path.glob("twice.*"))
 
 
 

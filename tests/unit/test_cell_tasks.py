@@ -206,3 +206,47 @@ def test_cell_leaderboard_margins_use_the_random_floor_of_the_same_alignment():
     tables = task_tables(cell_leaderboard(summary), "d")
     assert list(tables) == ["separability", "relationships", "integrity"]
     assert list(tables["relationships"]["model"])[:2] == ["random", "random"]
+
+
+def _batchy_embedding(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([f"p{i}" for i in range(6)], 60)
+    batch = np.tile(["b0", "b1"], 180)
+    values = rng.normal(size=(360, 8)) + np.where(batch == "b1", 0.8, 0.0)[:, None]
+    values[:, 0] += np.repeat(np.arange(6), 60) * 2.0
+    return values.astype(np.float32), batch, labels
+
+
+def test_kbet_is_deterministic_and_uses_exact_diffusion_neighbours():
+    from unittest import mock
+
+    from scib_metrics import nearest_neighbors
+
+    from pertprobe.batch_mixing import exact_neighbors, kbet
+
+    values, batch, labels = _batchy_embedding()
+    graph = exact_neighbors(values, 30)
+    calls = []
+
+    def spy(x, n_neighbors, **kwargs):
+        calls.append((len(x), n_neighbors))
+        return exact_neighbors(x, n_neighbors)
+
+    first = kbet(graph, batch, labels)
+    assert kbet(graph, batch, labels) == first and 0.0 <= first <= 1.0
+    with mock.patch("pertprobe.batch_mixing._exact_diffusion_neighbors", spy):
+        assert kbet(graph, batch, labels) == first
+    assert len(calls) == 6 and all(n == 60 for n, _ in calls)  # one exact search per label's cells
+    assert nearest_neighbors.pynndescent.__name__ == "pynndescent"  # the library is left as it was
+
+
+@pytest.mark.slow
+def test_kbet_agrees_with_scib_metrics_approximate_neighbours():
+    """On small labels pynndescent finds the exact neighbours, so scib-metrics' own kBET agrees."""
+    import scib_metrics
+
+    from pertprobe.batch_mixing import exact_neighbors, kbet
+
+    values, batch, labels = _batchy_embedding(1)
+    graph = exact_neighbors(values, 30)
+    assert abs(kbet(graph, batch, labels) - float(scib_metrics.kbet_per_label(graph, batch, labels))) < 0.02

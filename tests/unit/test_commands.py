@@ -13,7 +13,7 @@ from pertprobe import __version__
 
 from ..conftest import BIN
 
-COMMANDS = ["simulate.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
+COMMANDS = ["simulate.py", "validate_samplesheet.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
             "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py"]
 
 
@@ -41,6 +41,11 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+P = "d.crispr_informed_mean.none.seed0.fold1.prediction.parquet"
+M = "d.mean.none.seed0.fold1.prediction.parquet"
+Q = "ridge/d.ridge.data_pca.seed0.fold1.prediction.parquet"
+
+
 def _chain(workdir: Path) -> dict[str, str]:
     """simulate -> validate -> preprocess -> embed -> predict -> evaluate -> report; digests of outputs."""
     workdir.mkdir()
@@ -54,15 +59,15 @@ def _chain(workdir: Path) -> dict[str, str]:
          "--task-process", "PREPROCESS"],
         ["embed_cells.py", "--h5ad", "d.processed.h5ad", "--n-comps", "5", "--out", "d.pca.h5ad"],
         ["predict.py", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv", "--seed", "0",
-         "--fold", "1", "--predictor", "crispr_informed_mean", "--dataset", "d", "--out", "p.parquet"],
+         "--fold", "1", "--predictor", "crispr_informed_mean", "--predictor", "mean", "--dataset", "d"],
         ["embed_genes.py", "--source", "data_pca", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv",
          "--seed", "0", "--fold", "1", "--n-dims", "4", "--out", "g.parquet"],
         ["predict.py", "--pseudobulk", "d.pseudobulk.parquet", "--pseudobulk-by-batch", "d.pseudobulk_by_batch.parquet",
          "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--predictor", "ridge", "--gene-embedding",
-         "g.parquet", "--dataset", "d", "--out", "q.parquet"],
-        ["evaluate.py", "--prediction", "p.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
-         "--out", "m.parquet"],
-        ["evaluate.py", "--prediction", "q.parquet", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
+         "g.parquet", "--dataset", "d", "--out-dir", "ridge"],
+        ["evaluate.py", "--prediction", P, "--prediction", Q, "--pseudobulk", "d.pseudobulk.parquet", "--de",
+         "d.de.parquet", "--out", "m.parquet"],
+        ["evaluate.py", "--prediction", M, "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
          "--out", "n.parquet"],
         ["ceiling.py", "--h5ad", "d.processed.h5ad", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
          "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--n-draws", "2", "--dataset", "d",
@@ -74,7 +79,7 @@ def _chain(workdir: Path) -> dict[str, str]:
         result = run(BIN / step[0], *step[1:], cwd=workdir)
         assert result.returncode == 0, f"{step[0]} failed:\n{result.stderr}"
     outputs = ["d.h5ad", "t.h5ad", "v.json", "d.pseudobulk.parquet", "d.de.parquet", "d.splits.csv",
-               "d.summary.json", "p.parquet", "g.parquet", "q.parquet", "m.parquet", "n.parquet", "c.parquet",
+               "d.summary.json", P, M, "g.parquet", Q, "m.parquet", "n.parquet", "c.parquet",
                "report/leaderboard.csv", "report/metrics.parquet", "report/statistics.csv", "report/report.html"]
     return {name: _digest(workdir / name) for name in outputs}
 
@@ -85,21 +90,30 @@ def chain(tmp_path_factory):
     return root, _chain(root / "a"), _chain(root / "b")
 
 
+@pytest.mark.slow
 def test_chain_outputs_are_byte_identical_across_runs(chain):
     _, first, second = chain
     assert first == second
 
 
-def test_chain_outputs_follow_contracts(chain):
+@pytest.mark.slow
+def test_chain_outputs_follow_contracts(chain, tmp_path):
     import anndata as ad
 
     from pertprobe.io import read_table_metadata
 
     root, _, _ = chain
     work = root / "a"
-    meta = read_table_metadata(work / "p.parquet")
+    meta = read_table_metadata(work / P)
     assert meta["model"] == "crispr_informed_mean" and meta["split"] == "fold1" and meta["seed"] == 0
     metrics = pd.read_parquet(work / "m.parquet").reset_index()
+    assert set(metrics["model"]) == {"crispr_informed_mean", "ridge"}
+    # Scoring predictions together or one by one gives the same rows.
+    alone = run(BIN / "evaluate.py", "--prediction", P, "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
+                "--out", tmp_path / "alone.parquet", cwd=work)
+    assert alone.returncode == 0, alone.stderr
+    together = metrics[metrics["model"] == "crispr_informed_mean"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, pd.read_parquet(tmp_path / "alone.parquet").reset_index())
     assert list(metrics.columns) == ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric",
                                      "value"]
     emb = ad.read_h5ad(work / "d.pca.h5ad")
@@ -108,21 +122,21 @@ def test_chain_outputs_follow_contracts(chain):
     assert emb.uns["embedding"]["model"] == "pca" and emb.uns["embedding"]["n_dims"] == emb.n_vars == 5
     versions = (work / "versions.yml").read_text()
     assert versions.startswith('"PREPROCESS":') and "scanpy:" in versions and f"pertprobe: {__version__}" in versions
-    q = read_table_metadata(work / "q.parquet")
+    q = read_table_metadata(work / Q)
     assert q["embedding"] == "data_pca" and "alpha" in q["info"]["hyperparameters"]
     assert read_table_metadata(work / "g.parquet")["fitted_on"] == "training perturbations"
     board = pd.read_csv(work / "report" / "leaderboard.csv")
     assert {"best_floor", "ceiling", "fraction_of_gap"} <= set(board.columns)
-    assert set(board["model"]) == {"crispr_informed_mean", "ridge", "ceiling"}
+    assert set(board["model"]) == {"crispr_informed_mean", "mean", "ridge", "ceiling"}
     html = (work / "report" / "report.html").read_text()
     assert "crispr_informed_mean" in html and "fraction_of_gap" in html and "data:image/png;base64," in html and "<script src" not in html
 
 
+@pytest.mark.slow
 def test_prediction_for_a_missing_split_fails_cleanly(chain, tmp_path):
     root, _, _ = chain
     work = root / "a"
     result = run(BIN / "predict.py", "--pseudobulk", work / "d.pseudobulk.parquet", "--splits", work / "d.splits.csv",
-                 "--seed", "7", "--fold", "0", "--predictor", "mean", "--dataset", "d", "--out", tmp_path / "x.parquet",
-                 cwd=tmp_path)
+                 "--seed", "7", "--fold", "0", "--predictor", "mean", "--dataset", "d", cwd=tmp_path)
     assert result.returncode != 0 and "seed=7" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "x.parquet").exists()
+    assert not list(tmp_path.glob("*.parquet"))

@@ -98,6 +98,7 @@ def test_gene_tables_cover_the_perturbation_targets(workdir, model, side):
         assert 0.5 * len(targets) <= len(table) < len(targets)  # side inputs cover 90% of the genes
 
 
+@pytest.mark.slow
 def test_contextual_geneformer_gene_table_is_keyed_by_target_label(workdir):
     for kind in ("token", "contextual"):  # this test's own token table: no dependence on test order
         result = run(BIN / "extract_gene_embeddings.py", "--h5ad", "d.processed.h5ad", "--counts-h5ad", "d.h5ad",
@@ -124,6 +125,61 @@ def test_gene_id_map_fills_and_targets_resolve(tmp_path):
         GeneIdMap.from_table(bad)
 
 
+def checkpoint_contents(directory: Path) -> dict[str, object]:
+    """What a checkpoint directory holds, without the library-version stamps writers add.
+
+    JSON files minus `*_version` keys (e.g. config.json's transformers_version), safetensors and torch
+    files as their tensors (name, dtype, shape, values), everything else as bytes. A library upgrade
+    that changes only a stamp or a container format leaves this unchanged; a changed weight does not.
+    """
+    import hashlib
+    import json
+
+    import torch
+    from safetensors.numpy import load_file
+
+    def canonical(value):
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in sorted(value.items()) if not str(k).endswith("_version")}
+        if isinstance(value, (list, tuple)):
+            return [canonical(v) for v in value]
+        if isinstance(value, torch.Tensor):
+            return [str(value.dtype), list(value.shape), hashlib.sha256(value.contiguous().numpy().tobytes()).hexdigest()]
+        return value
+
+    out: dict[str, object] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = str(path.relative_to(directory))
+        if path.suffix == ".json":
+            out[name] = canonical(json.loads(path.read_text()))
+        elif path.suffix == ".safetensors":
+            out[name] = {k: [str(v.dtype), list(v.shape), hashlib.sha256(v.tobytes()).hexdigest()]
+                         for k, v in sorted(load_file(path).items())}
+        elif path.suffix in (".pt", ".torch", ".ckpt"):
+            out[name] = canonical(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def test_checkpoint_contents_ignore_version_stamps_but_not_weights(tmp_path):
+    import json
+    import shutil
+
+    from ..conftest import TEST_DATA
+
+    copy = tmp_path / "geneformer"
+    shutil.copytree(TEST_DATA / "models" / "geneformer", copy)
+    before = checkpoint_contents(copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["transformers_version"] = "99.0.0"
+    (copy / "config.json").write_text(json.dumps(config, indent=1))
+    assert checkpoint_contents(copy) == before
+    config["num_hidden_layers"] += 1
+    (copy / "config.json").write_text(json.dumps(config))
+    assert checkpoint_contents(copy) != before
+
+
 def test_bundled_tiny_checkpoints_match_their_generator(tmp_path):
     """assets/test_data/models is what `make test-models` writes (deterministic, in the released layouts)."""
     from ..conftest import ROOT, TEST_DATA
@@ -131,4 +187,4 @@ def test_bundled_tiny_checkpoints_match_their_generator(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_test_models.py"), "--out", str(tmp_path / "m")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert directory_hash(tmp_path / "m") == directory_hash(TEST_DATA / "models")
+    assert checkpoint_contents(tmp_path / "m") == checkpoint_contents(TEST_DATA / "models")

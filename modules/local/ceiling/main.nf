@@ -1,7 +1,6 @@
 process CEILING {
     tag "${meta.id} seed${seed} fold${fold}"
     label 'process_low'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
     tuple val(meta), path(h5ad), path(pseudobulk), path(de), path(splits), val(seed), val(fold)

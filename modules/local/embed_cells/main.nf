@@ -1,11 +1,26 @@
 /*
- * EMBED_CELLS runs on CPU; EMBED_CELLS_GPU is the same step for embedders that train or run neural
- * networks (scVI) when --gpu is set (label process_gpu, routed to accelerator nodes).
+ * Cell embeddings of the processed dataset by a baseline embedder (pca, scvi, random). The workflow
+ * includes it a second time as EMBED_CELLS_GPU for embedders that train neural networks (scVI) when
+ * --gpu is set; conf/base.config gives every *_GPU process the accelerator resources.
  */
-def embedCellsScript(task, meta, h5ad, model) {
+process EMBED_CELLS {
+    tag "${meta.id} ${model}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(h5ad), val(model)
+
+    output:
+    tuple val(meta), val(model), path("*.embedding.h5ad"), emit: embedding
+    path "versions.yml"                                  , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
     def args   = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}.${model}"
-    return """
+    """
     embed_cells.py \\
         --h5ad ${h5ad} \\
         --model ${model} \\
@@ -14,56 +29,11 @@ def embedCellsScript(task, meta, h5ad, model) {
         --task-process "${task.process}" \\
         ${args}
     """
-}
 
-def embedCellsStub(task, meta, model) {
+    stub:
     def prefix = task.ext.prefix ?: "${meta.id}.${model}"
-    return """
+    """
     touch ${prefix}.embedding.h5ad
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """
-}
-
-process EMBED_CELLS {
-    tag "${meta.id} ${model}"
-    label 'process_medium'
-    container 'ghcr.io/pertprobe/base:0.1.0'
-
-    input:
-    tuple val(meta), path(h5ad), val(model)
-
-    output:
-    tuple val(meta), val(model), path("*.embedding.h5ad"), emit: embedding
-    path "versions.yml"                                  , emit: versions
-
-    when:
-    task.ext.when == null || task.ext.when
-
-    script:
-    embedCellsScript(task, meta, h5ad, model)
-
-    stub:
-    embedCellsStub(task, meta, model)
-}
-
-process EMBED_CELLS_GPU {
-    tag "${meta.id} ${model}"
-    label 'process_gpu'
-    container 'ghcr.io/pertprobe/base:0.1.0'
-
-    input:
-    tuple val(meta), path(h5ad), val(model)
-
-    output:
-    tuple val(meta), val(model), path("*.embedding.h5ad"), emit: embedding
-    path "versions.yml"                                  , emit: versions
-
-    when:
-    task.ext.when == null || task.ext.when
-
-    script:
-    embedCellsScript(task, meta, h5ad, model)
-
-    stub:
-    embedCellsStub(task, meta, model)
 }

@@ -1,12 +1,11 @@
 /*
  * Cell embeddings from a foundation model (cellplm, geneformer, scgpt, uce) in the model's own container.
- * The checkpoint directory is a `path` input: staged on every executor and part of the resume hash.
+ * The checkpoint directory is staged as a `path` (on every executor) and is part of the resume hash.
  * Label process_gpu: routed to GPU nodes with -profile gpu; runs on CPU elsewhere (slowly, correctly).
  */
 process EMBED_CELLS_MODEL {
     tag "${meta.id} ${model}"
     label 'process_gpu'
-    container "ghcr.io/pertprobe/${model}:0.1.0"
 
     input:
     tuple val(meta), path(h5ad), path(counts, stageAs: 'input/*'), val(model), path(checkpoint, stageAs: 'checkpoint/*')
@@ -21,6 +20,7 @@ process EMBED_CELLS_MODEL {
 
     script:
     def args   = task.ext.args ?: ''
+    def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}.${model}"
     def id_map = gene_id_map ? "--gene-id-map ${gene_id_map}" : ''
     """
@@ -30,7 +30,7 @@ process EMBED_CELLS_MODEL {
         --model ${model} \\
         --checkpoint ${checkpoint} \\
         ${id_map} \\
-        ${meta.dataset_args} \\
+        ${dataset_args} \\
         --out ${prefix}.embedding.h5ad \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

@@ -1,7 +1,6 @@
 process EMBED_GENES {
     tag "${meta.id} ${source} seed${seed} fold${fold}"
     label 'process_single'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
     tuple val(meta), path(pseudobulk), path(splits), val(seed), val(fold), val(source), path(table, stageAs: 'external/*')

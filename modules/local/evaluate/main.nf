@@ -1,10 +1,13 @@
+/*
+ * Every metric of every prediction of one split (all predictors and gene embeddings), against the
+ * observed pseudobulk: one long metric table per split.
+ */
 process EVALUATE {
-    tag "${prediction.baseName}"
+    tag "${meta.id} seed${seed} fold${fold}"
     label 'process_single'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
-    tuple val(meta), path(prediction), path(pseudobulk), path(de)
+    tuple val(meta), val(seed), val(fold), path(predictions, stageAs: 'predictions/*'), path(pseudobulk), path(de)
 
     output:
     tuple val(meta), path("*.metrics.parquet"), emit: metrics
@@ -15,10 +18,10 @@ process EVALUATE {
 
     script:
     def args   = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: prediction.name.replaceAll(/\.prediction\.parquet$/, '')
+    def prefix = task.ext.prefix ?: "${meta.id}.seed${seed}.fold${fold}"
     """
     evaluate.py \\
-        --prediction ${prediction} \\
+        ${predictions.collect { "--prediction ${it}" }.join(' ')} \\
         --pseudobulk ${pseudobulk} \\
         --de ${de} \\
         --out ${prefix}.metrics.parquet \\
@@ -28,7 +31,7 @@ process EVALUATE {
     """
 
     stub:
-    def prefix = task.ext.prefix ?: prediction.name.replaceAll(/\.prediction\.parquet$/, '')
+    def prefix = task.ext.prefix ?: "${meta.id}.seed${seed}.fold${fold}"
     """
     touch ${prefix}.metrics.parquet
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

@@ -1,13 +1,12 @@
 /*
  * Gene (perturbation) embeddings of a dataset's perturbation targets from a foundation model
  * (esm2, genept, scgpt, geneformer): one table per dataset x model, used by EMBED_GENES like any
- * external table. `extra` is the model's side input: a protein FASTA (esm2), gene descriptions
+ * external table. `extra` holds the model's side file, a protein FASTA (esm2) or gene descriptions
  * (genept), or nothing.
  */
 process EXTRACT_GENE_EMBEDDINGS {
     tag "${meta.id} ${model}"
     label 'process_gpu'
-    container "ghcr.io/pertprobe/${model}:0.1.0"
 
     input:
     tuple val(meta), path(h5ad), path(counts, stageAs: 'input/*'), val(model), path(checkpoint, stageAs: 'checkpoint/*'), path(extra, stageAs: 'extra/*')
@@ -22,6 +21,7 @@ process EXTRACT_GENE_EMBEDDINGS {
 
     script:
     def args   = task.ext.args ?: ''
+    def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}.${model}"
     def side   = !extra ? '' : (model == 'esm2' ? "--fasta ${extra}" : "--descriptions ${extra}")
     def id_map = gene_id_map ? "--gene-id-map ${gene_id_map}" : ''
@@ -33,7 +33,7 @@ process EXTRACT_GENE_EMBEDDINGS {
         --checkpoint ${checkpoint} \\
         ${side} \\
         ${id_map} \\
-        ${meta.dataset_args} \\
+        ${dataset_args} \\
         --out ${prefix}.gene_table.parquet \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

@@ -1,75 +1,46 @@
 /*
- * PREDICT runs on CPU; PREDICT_GPU is the same step for the torch predictors when --gpu is set
- * (label process_gpu, routed to accelerator nodes by the gpu/slurm/awsbatch profiles).
+ * Predictions of the test perturbations of one split by a group of predictors that share their
+ * inputs (the same gene embedding, or none): one parquet per predictor. The workflow includes it a
+ * second time as PREDICT_GPU for the torch predictors when --gpu is set.
  */
-def predictScript(task, meta, pseudobulk, by_batch, splits, seed, fold, predictor, embedding) {
-    def args   = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.${predictor}.${embedding ? embedding.name.tokenize('.')[1] : 'none'}.seed${seed}.fold${fold}"
-    def emb    = embedding ? "--gene-embedding ${embedding}" : ''
-    return """
+process PREDICT {
+    tag "${meta.id} ${embedding_name} seed${seed} fold${fold}: ${predictors.join(',')}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(pseudobulk), path(by_batch), path(splits), val(seed), val(fold), val(predictors), val(embedding_name), path(embedding, stageAs: 'embedding/*')
+
+    output:
+    tuple val(meta), val(seed), val(fold), path("*.prediction.parquet", arity: '1..*'), emit: prediction
+    path "versions.yml"                                                             , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def emb  = embedding ? "--gene-embedding ${embedding}" : ''
+    """
     predict.py \\
         --pseudobulk ${pseudobulk} \\
         --pseudobulk-by-batch ${by_batch} \\
         --splits ${splits} \\
         --seed ${seed} \\
         --fold ${fold} \\
-        --predictor ${predictor} \\
+        ${predictors.collect { "--predictor ${it}" }.join(' ')} \\
         ${emb} \\
         --dataset ${meta.id} \\
-        --out ${prefix}.prediction.parquet \\
+        --out-dir . \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\
         ${args}
     """
-}
 
-def predictStub(task, meta, seed, fold, predictor, embedding) {
-    return """
-    touch ${meta.id}.${predictor}.${embedding ? embedding.name.tokenize('.')[1] : 'none'}.seed${seed}.fold${fold}.prediction.parquet
+    stub:
+    """
+    for predictor in ${predictors.join(' ')}; do
+        touch ${meta.id}.\$predictor.${embedding_name}.seed${seed}.fold${fold}.prediction.parquet
+    done
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """
-}
-
-process PREDICT {
-    tag "${meta.id} ${predictor} ${embedding ? embedding.name.tokenize('.')[1] : ''} seed${seed} fold${fold}"
-    label 'process_single'
-    container 'ghcr.io/pertprobe/base:0.1.0'
-
-    input:
-    tuple val(meta), path(pseudobulk), path(by_batch), path(splits), val(seed), val(fold), val(predictor), path(embedding, stageAs: 'embedding/*')
-
-    output:
-    tuple val(meta), path("*.prediction.parquet"), emit: prediction
-    path "versions.yml"                          , emit: versions
-
-    when:
-    task.ext.when == null || task.ext.when
-
-    script:
-    predictScript(task, meta, pseudobulk, by_batch, splits, seed, fold, predictor, embedding)
-
-    stub:
-    predictStub(task, meta, seed, fold, predictor, embedding)
-}
-
-process PREDICT_GPU {
-    tag "${meta.id} ${predictor} ${embedding ? embedding.name.tokenize('.')[1] : ''} seed${seed} fold${fold}"
-    label 'process_gpu'
-    container 'ghcr.io/pertprobe/base:0.1.0'
-
-    input:
-    tuple val(meta), path(pseudobulk), path(by_batch), path(splits), val(seed), val(fold), val(predictor), path(embedding, stageAs: 'embedding/*')
-
-    output:
-    tuple val(meta), path("*.prediction.parquet"), emit: prediction
-    path "versions.yml"                          , emit: versions
-
-    when:
-    task.ext.when == null || task.ext.when
-
-    script:
-    predictScript(task, meta, pseudobulk, by_batch, splits, seed, fold, predictor, embedding)
-
-    stub:
-    predictStub(task, meta, seed, fold, predictor, embedding)
 }

@@ -1,7 +1,6 @@
 process PREPROCESS {
     tag "${meta.id}"
     label 'process_medium'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
     tuple val(meta), path(h5ad), path(validation)
@@ -20,12 +19,13 @@ process PREPROCESS {
 
     script:
     def args   = task.ext.args ?: ''
+    def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     preprocess.py \\
         --h5ad ${h5ad} \\
         --prefix ${prefix} \\
-        ${meta.dataset_args} \\
+        ${dataset_args} \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\
         ${args}

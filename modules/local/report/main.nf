@@ -1,6 +1,5 @@
 process REPORT {
     label 'process_single'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
     path(metrics, stageAs: 'metrics/*', arity: '1..*')

@@ -1,7 +1,6 @@
 process VALIDATE_INPUT {
     tag "${meta.id}"
     label 'process_single'
-    container 'ghcr.io/pertprobe/base:0.1.0'
 
     input:
     tuple val(meta), path(h5ad)
@@ -15,11 +14,12 @@ process VALIDATE_INPUT {
 
     script:
     def args   = task.ext.args ?: ''
+    def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     validate_input.py \\
         --h5ad ${h5ad} \\
-        ${meta.dataset_args} \\
+        ${dataset_args} \\
         --out ${prefix}.validation.json \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

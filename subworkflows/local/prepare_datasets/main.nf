@@ -1,0 +1,32 @@
+/*
+ * Each dataset checked (VALIDATE_INPUT) before any work, then filtered, normalised, pseudobulked,
+ * tested for DE genes and split into folds x seeds over perturbations (PREPROCESS).
+ */
+include { VALIDATE_INPUT } from '../../../modules/local/validate_input/main'
+include { PREPROCESS     } from '../../../modules/local/preprocess/main'
+
+workflow PREPARE_DATASETS {
+    take:
+    ch_datasets  // [meta, h5ad]
+
+    main:
+    VALIDATE_INPUT(ch_datasets)
+    PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json))
+
+    ch_processed = PREPROCESS.out.h5ad
+        .join(PREPROCESS.out.pseudobulk)
+        .join(PREPROCESS.out.pseudobulk_by_batch)
+        .join(PREPROCESS.out.de)
+        .join(PREPROCESS.out.splits)
+    // One entry per dataset x (seed, fold), read from the splits PREPROCESS wrote.
+    ch_splits = ch_processed.flatMap { meta, h5ad, pb, by_batch, de, splits ->
+        splits.splitCsv(header: true).collect { [it.seed as int, it.fold as int] }.unique()
+            .collect { seed, fold -> [meta, h5ad, pb, by_batch, de, splits, seed, fold] }
+    }
+
+    emit:
+    processed = ch_processed             // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
+    splits    = ch_splits                // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, seed, fold]
+    summary   = PREPROCESS.out.summary   // [meta, summary.json]
+    versions  = VALIDATE_INPUT.out.versions.mix(PREPROCESS.out.versions)
+}

@@ -1,0 +1,80 @@
+/*
+ * Response prediction for unseen perturbations: gene (perturbation) embeddings per split, every
+ * predictor per split, one EVALUATE per split over all its predictions, and the split-half ceiling.
+ */
+include { EXTRACT_GENE_EMBEDDINGS } from '../../../modules/local/extract_gene_embeddings/main'
+include { EMBED_GENES             } from '../../../modules/local/embed_genes/main'
+include { PREDICT                 } from '../../../modules/local/predict/main'
+include { PREDICT as PREDICT_GPU  } from '../../../modules/local/predict/main'
+include { EVALUATE                } from '../../../modules/local/evaluate/main'
+include { CEILING                 } from '../../../modules/local/ceiling/main'
+include { csvList; embeddingPredictors; torchPredictors; geneModelInputs; optionalFile } from '../utils_pertprobe_pipeline/main'
+
+workflow RESPONSE_BENCHMARK {
+    take:
+    ch_datasets  // [meta, input h5ad]
+    ch_processed // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
+    ch_splits    // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, seed, fold]
+
+    main:
+    def geneInputs = geneModelInputs()
+    EXTRACT_GENE_EMBEDDINGS(
+        ch_processed.map { it[0..1] }.join(ch_datasets).combine(Channel.fromList(geneInputs)),
+        optionalFile(params.gene_id_map),
+    )
+
+    // Gene embeddings per split: data-derived PCA fitted on that split's training perturbations,
+    // seeded random, external tables (--gene_embedding_tables) and the foundation-model tables.
+    def tables = csvList(params.gene_embedding_tables).collect { p ->
+        def f = file(p, checkIfExists: true)
+        [f.name.tokenize('.')[0], f]
+    }
+    def builtins = csvList(params.gene_embeddings)
+    ch_sources = ch_processed.map { it[0] }
+        .combine(Channel.fromList(builtins.collect { [it, []] } + tables))
+        .mix(EXTRACT_GENE_EMBEDDINGS.out.table)
+    EMBED_GENES(
+        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, pb, splits, seed, fold] }
+            .combine(ch_sources, by: 0)
+    )
+
+    // One PREDICT task per split x gene embedding (or none) x device, running every predictor of that group.
+    def predictors = csvList(params.predictors)
+    def onGpu = { name -> params.gpu && name in torchPredictors() }
+    def floors = predictors.findAll { !(it in embeddingPredictors()) }
+    def groups = [predictors.findAll { it in embeddingPredictors() && !onGpu(it) },
+                  predictors.findAll { it in embeddingPredictors() && onGpu(it) }].findAll { it }
+    def nSources = builtins.size() + tables.size() + geneInputs.size()
+    def tasksPerSplit = (floors ? 1 : 0) + nSources * groups.size()
+
+    ch_split_inputs = ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold ->
+        [[meta, seed, fold], pb, by_batch, splits] }
+    ch_floor_tasks = floors ? ch_split_inputs.map { key, pb, by_batch, splits ->
+        [key[0], pb, by_batch, splits, key[1], key[2], floors, 'none', []] } : Channel.empty()
+    ch_embedding_tasks = ch_split_inputs
+        .combine(EMBED_GENES.out.embedding.map { meta, seed, fold, source, emb -> [[meta, seed, fold], source, emb] }, by: 0)
+        .combine(Channel.fromList(groups.collect { [it] }))
+        .map { key, pb, by_batch, splits, source, emb, group -> [key[0], pb, by_batch, splits, key[1], key[2], group, source, emb] }
+    ch_predict = ch_floor_tasks.mix(ch_embedding_tasks)
+        .branch { gpu: onGpu(it[6][0])
+                  cpu: true }
+    PREDICT(ch_predict.cpu)
+    PREDICT_GPU(ch_predict.gpu)
+
+    // Every prediction of a split, gathered as soon as the split's last PREDICT task is done.
+    ch_evaluate = PREDICT.out.prediction.mix(PREDICT_GPU.out.prediction)
+        .map { meta, seed, fold, files -> [groupKey([meta, seed, fold], tasksPerSplit), files] }
+        .groupTuple()
+        .map { key, files -> key.getGroupTarget() + [files.flatten().sort { it.name }] }
+        .combine(ch_processed.map { meta, h5ad, pb, by_batch, de, splits -> [meta, pb, de] }, by: 0)
+    EVALUATE(ch_evaluate)
+
+    CEILING(ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, de, splits, seed, fold] })
+
+    emit:
+    metrics     = EVALUATE.out.metrics.mix(CEILING.out.metrics)  // [meta, metrics.parquet]
+    gene_tables = EXTRACT_GENE_EMBEDDINGS.out.table              // [meta, model, gene_table.parquet]
+    versions    = EXTRACT_GENE_EMBEDDINGS.out.versions.mix(EMBED_GENES.out.versions, PREDICT.out.versions,
+                                                            PREDICT_GPU.out.versions, EVALUATE.out.versions,
+                                                            CEILING.out.versions)
+}

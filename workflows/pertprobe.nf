@@ -1,0 +1,31 @@
+/*
+ * PERTPROBE: datasets prepared once, then the cell-embedding benchmark and the response benchmark,
+ * then one report.
+ */
+include { PREPARE_DATASETS         } from '../subworkflows/local/prepare_datasets/main'
+include { CELL_EMBEDDING_BENCHMARK } from '../subworkflows/local/cell_embedding_benchmark/main'
+include { RESPONSE_BENCHMARK       } from '../subworkflows/local/response_benchmark/main'
+include { REPORTING                } from '../subworkflows/local/reporting/main'
+
+workflow PERTPROBE {
+    take:
+    ch_datasets  // [meta, h5ad], one per samplesheet row
+    ch_versions  // versions.yml of the initialisation
+
+    main:
+    PREPARE_DATASETS(ch_datasets)
+    CELL_EMBEDDING_BENCHMARK(ch_datasets, PREPARE_DATASETS.out.processed)
+    RESPONSE_BENCHMARK(ch_datasets, PREPARE_DATASETS.out.processed, PREPARE_DATASETS.out.splits)
+    REPORTING(
+        RESPONSE_BENCHMARK.out.metrics,
+        PREPARE_DATASETS.out.summary,
+        CELL_EMBEDDING_BENCHMARK.out.embeddings,
+        RESPONSE_BENCHMARK.out.gene_tables,
+        CELL_EMBEDDING_BENCHMARK.out.metrics,
+        ch_versions.mix(PREPARE_DATASETS.out.versions, CELL_EMBEDDING_BENCHMARK.out.versions,
+                        RESPONSE_BENCHMARK.out.versions),
+    )
+
+    emit:
+    html = REPORTING.out.html
+}
