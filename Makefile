@@ -3,6 +3,7 @@
 #   make test   venv + Nextflow + the whole test suite (CI)
 #   make test-fast  the quick tier: unit tests not marked slow
 #   make bench  benchmarks in tests/benchmarks/
+#   make registry  regenerate assets/registry.json, docs/registry.md and the schema's choices
 SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 export NXF_OFFLINE ?= true
 export PERTPROBE_NEXTFLOW := $(NEXTFLOW)
 
-.PHONY: venv lock nextflow run test test-fast bench test-data test-models clean
+.PHONY: venv lock nextflow run test test-fast bench test-data test-models registry clean
 
 # Every package the venv installs is pinned in requirements/lock.txt (generated from pyproject.toml's
 # ranges by `make lock`), so a fresh clone installs the same versions today and in six months.
@@ -63,6 +64,10 @@ test-data: venv
 # Regenerate the tiny foundation-model checkpoints of the test profile (deterministic).
 test-models: venv
 	$(PY) scripts/make_test_models.py
+
+# Regenerate what is generated from the registered implementations (a test checks it is current).
+registry: venv
+	$(PY) bin/registry.py
 
 # Regenerate the lock from pyproject.toml's ranges and requirements/tools.in (all platforms,
 # Python 3.11), with a pinned uv in a throw-away tool venv; the bench lock adds the bench extra on top.

@@ -2,8 +2,7 @@
 """Split-half experimental-noise ceiling for the test perturbations of one split."""
 
 import click
-
-from pertprobe.cli import command
+from pertprobe.cli import command, registry_names
 
 
 @command("ceiling.py", packages=["anndata", "numpy", "pandas", "pyarrow"])
@@ -15,18 +14,19 @@ from pertprobe.cli import command
 @click.option("--fold", required=True, type=int, help="Test fold.")
 @click.option("--n-draws", default=5, show_default=True, type=click.IntRange(min=1), help="Random half splits averaged.")
 @click.option("--dataset", required=True, help="Dataset id recorded in the output.")
+@click.option("--metrics", default="full", show_default=True, callback=registry_names("metric"),
+              help="Comma-separated metrics, or a profile: minimal, paper, full (docs/registry.md).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet).")
 def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, seed: int, fold: int, n_draws: int,
-         dataset: str, out_path: str) -> None:
+         dataset: str, metrics: list[str], out_path: str) -> None:
     """Score half of each test perturbation's cells against the other half (model 'ceiling')."""
     import anndata as ad
-
-    from pertprobe.bounds import split_half_ceiling
-    from pertprobe.de import de_gene_sets
+    from pertprobe.data.de import de_gene_sets
+    from pertprobe.data.pseudobulk import Pseudobulk
+    from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, write_table
-    from pertprobe.pseudobulk import Pseudobulk
-    from pertprobe.report import METRIC_COLUMNS
-    from pertprobe.splits import split_sets
+    from pertprobe.response.bounds import split_half_ceiling
+    from pertprobe.response.metrics import METRIC_COLUMNS
 
     _, test = split_sets(read_table(splits_path), seed, fold, splits_path)
     adata = ad.read_h5ad(h5ad_path)
@@ -35,7 +35,7 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
         raise click.UsageError(f"{h5ad_path} and {pseudobulk_path} come from different PREPROCESS runs")
     de = de_gene_sets(read_table(de_path).reset_index())
     table = split_half_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control, de,
-                               n_draws=n_draws, seed=seed)
+                               n_draws=n_draws, seed=seed, metrics=metrics)
     table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, model="ceiling", embedding="none")
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)
     click.echo(f"{out_path}: split-half ceiling of {len(test)} perturbations over {n_draws} draws")

@@ -2,15 +2,13 @@
 """Embed the cells of a processed dataset."""
 
 import click
-
-from pertprobe.cli import command, dataset_options, model_run_options, str_list
-from pertprobe.embed_cells import EMBEDDERS
-from pertprobe.models.registry import CELL_MODELS
+from pertprobe.cli import command, dataset_options, model_run_options, registry_name, str_list
 
 
 @command("embed_cells.py", packages=["anndata", "scanpy", "numpy", "scvi-tools", "torch", "transformers"])
 @click.option("--h5ad", "h5ad_path", required=True, help="Processed dataset (.processed.h5ad).")
-@click.option("--model", type=click.Choice([*EMBEDDERS, *CELL_MODELS]), default="pca", show_default=True)
+@click.option("--model", default="pca", show_default=True, callback=registry_name("cell_embedder"),
+              help="A cell embedder (docs/registry.md): a baseline or a foundation model.")
 @click.option("--n-comps", default=50, show_default=True, type=click.IntRange(min=1),
               help="Dimensions: PCA components, scVI latent size, random dimensions.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -33,21 +31,23 @@ def main(h5ad_path: str, model: str, n_comps: int, seed: int, holdout_batches: l
          checkpoint: str | None, gene_id_map: str | None, run_options, model_options: dict, spec, out_path: str) -> None:
     """Write a cells x d embedding keyed by the dataset's obs index."""
     import anndata as ad
-
     from pertprobe.io import write_h5ad
 
     adata = ad.read_h5ad(h5ad_path)
-    if model in CELL_MODELS:
+    from pertprobe.registry import get
+
+    entry = get("cell_embedder", model)
+    if entry.checkpoint:
         emb = foundation_embedding(adata, model, counts_h5ad, checkpoint, gene_id_map, run_options, model_options, spec)
     else:
-        from pertprobe.separability import holdout_batches as resolve_holdout
+        from pertprobe.cells.separability import holdout_batches as resolve_holdout
 
         kwargs = {}
         if model == "scvi":
             kwargs = {"query_batches": tuple(resolve_holdout(adata.obs["batch"].astype(str).to_numpy(), holdout_batches)),
                       "n_hvg": scvi_n_hvg, "max_epochs": scvi_max_epochs, "query_epochs": scvi_query_epochs,
                       "accelerator": accelerator}
-        emb = EMBEDDERS[model](adata, n_comps=n_comps, seed=seed, **kwargs)
+        emb = entry.func(adata, n_comps=n_comps, seed=seed, **kwargs)
     emb.uns["embedding"]["source"] = h5ad_path
     write_h5ad(emb, out_path)
     click.echo(f"{out_path}: {emb.n_obs} cells x {emb.n_vars} dims ({model})")
@@ -56,9 +56,9 @@ def main(h5ad_path: str, model: str, n_comps: int, seed: int, holdout_batches: l
 def foundation_embedding(adata, model: str, counts_h5ad: str | None, checkpoint: str | None, gene_id_map: str | None,
                          run_options, model_options: dict, spec):
     """Embed the processed dataset's cells with a foundation-model adapter (raw counts of all input genes)."""
-    from pertprobe.embed_cells import embedding_anndata
+    from pertprobe.cells.embedders import embedding_anndata
+    from pertprobe.models.adapters import UnknownModelOption, input_counts, run
     from pertprobe.models.gene_ids import GeneIdMap, dataset_gene_ids
-    from pertprobe.models.registry import UnknownModelOption, input_counts, run
 
     if not checkpoint or not counts_h5ad:
         raise click.UsageError(f"--model {model} needs --checkpoint (the model directory) and --counts-h5ad "

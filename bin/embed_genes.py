@@ -2,12 +2,12 @@
 """Write a gene (perturbation) embedding table for one split."""
 
 import click
-
 from pertprobe.cli import command
 
 
 @command("embed_genes.py", packages=["numpy", "pandas", "pyarrow", "scikit-learn"])
-@click.option("--source", required=True, help="data_pca, random, or a path to an external gene-embedding table.")
+@click.option("--source", required=True,
+              help="A built-in source (data_pca, random; docs/registry.md) or the path of a gene-embedding table.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
 @click.option("--seed", required=True, type=int, help="Split seed (also seeds random and PCA).")
@@ -20,22 +20,23 @@ def main(source: str, pseudobulk_path: str, splits_path: str, seed: int, fold: i
     """Data-derived PCA (training perturbations of the split only), seeded random, or an external table."""
     from pathlib import Path
 
-    from pertprobe.gene_embeddings import data_pca, random_embedding, read_embedding, write_embedding
+    from pertprobe.data.pseudobulk import Pseudobulk
+    from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table
-    from pertprobe.pseudobulk import Pseudobulk
-    from pertprobe.splits import split_sets
+    from pertprobe.registry import get as registered
+    from pertprobe.registry import names
+    from pertprobe.response.gene_embeddings import read_embedding, write_embedding
 
     pb = Pseudobulk.load(pseudobulk_path)
     train, _ = split_sets(read_table(splits_path), seed, fold, splits_path)
-    if source == "data_pca":
-        table, label = data_pca(pb.means.loc[train], pb.targets, n_dims, seed), "data_pca"
-    elif source == "random":
-        table, label = random_embedding(pb.genes, n_dims, seed), "random"
+    entry = registered("gene_embedding", source) if source in names("gene_embedding", checkpoint=False) else None
+    if entry is not None:
+        table, label = entry.func(pb.means.loc[train], pb.targets, n_dims, seed), source
     else:
         table, label = read_embedding(source), name or Path(source).name.split(".")[0]
     covered = sum(any(t in table.index for t in pb.targets.get(p, []) + p.split("+")) for p in pb.perturbations)
     write_embedding(table, out_path, {"source": label, "seed": seed, "split": f"fold{fold}",
-                                      "fitted_on": "training perturbations" if source == "data_pca" else "none",
+                                      "fitted_on": "training perturbations" if entry and "training_pseudobulk" in entry.needs else "none",
                                       "n_dims": table.shape[1], "perturbations_covered": covered})
     click.echo(f"{out_path}: {label}, {table.shape[0]} genes x {table.shape[1]} dims, "
                f"{covered}/{len(pb.perturbations)} perturbations covered")

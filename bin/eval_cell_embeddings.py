@@ -2,8 +2,7 @@
 """Benchmark cell embeddings of one dataset on the five perturbation-analysis tasks under each alignment."""
 
 import click
-
-from pertprobe.cli import command, str_list
+from pertprobe.cli import command, registry_names, str_list
 
 
 @command("eval_cell_embeddings.py", packages=["anndata", "numpy", "scikit-learn", "scib-metrics", "jax"])
@@ -14,10 +13,10 @@ from pertprobe.cli import command, str_list
 @click.option("--dataset", required=True, help="Dataset id written into the tables.")
 @click.option("--relationships", "relationships_path", default=None,
               help="Known relationships TSV (gene_a, gene_b, source); without it the recall task is skipped.")
-@click.option("--alignments", default="none,center,center_scale,tvn", show_default=True,
-              callback=lambda c, p, v: str_list(v), help="Comma-separated: none, center, center_scale, tvn.")
-@click.option("--tasks", default="batch,separability,consistency,relationships,integrity", show_default=True,
-              callback=lambda c, p, v: str_list(v), help="Comma-separated subset of the five tasks.")
+@click.option("--alignments", default="full", show_default=True, callback=registry_names("alignment"),
+              help="Comma-separated alignments, or a profile: minimal, paper, full (docs/registry.md).")
+@click.option("--tasks", default="full", show_default=True, callback=registry_names("cell_task"),
+              help="Comma-separated tasks, or a profile: minimal, paper, full (docs/registry.md).")
 @click.option("--holdout-batches", default="", callback=lambda c, p, v: str_list(v),
               help="Batches the separability probe is tested on (default: the last batch in sorted order).")
 @click.option("--n-permutations", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -46,24 +45,18 @@ def main(embedding_paths: tuple[str, ...], h5ad_path: str, splits_path: str, dat
          compile_cache: str | None, prefix: str, **params) -> None:
     """Batch mixing, separability, replicate consistency, known-relationship recall and Structural Integrity."""
     import anndata as ad
-
-    from pertprobe.alignment import ALIGNMENTS
-    from pertprobe.cell_benchmark import TASKS, CellBenchmarkConfig, evaluate_embedding
+    from pertprobe.cells.benchmark import CellBenchmarkConfig, evaluate_embedding
+    from pertprobe.cells.perturbation_map import read_relationships
     from pertprobe.errors import InputError
     from pertprobe.io import read_table, write_table
-    from pertprobe.perturbation_map import read_relationships
 
-    for name, given, allowed in (("--alignments", alignments, ALIGNMENTS), ("--tasks", tasks, TASKS)):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown or not given:
-            raise click.BadParameter(f"unknown or empty {unknown}; choose from {', '.join(allowed)}", param_hint=name)
     processed = ad.read_h5ad(h5ad_path)
     unknown = sorted(set(null_perturbations) - set(processed.obs["perturbation"].astype(str)))
     if unknown:
         raise click.BadParameter(f"{unknown} are not perturbations of {h5ad_path}", param_hint="--null-perturbations")
     relationships = read_relationships(relationships_path) if relationships_path else None
     if compile_cache:
-        from pertprobe.batch_mixing import use_compile_cache
+        from pertprobe.cells.batch_mixing import use_compile_cache
 
         use_compile_cache(compile_cache)
     config = CellBenchmarkConfig(alignments=tuple(alignments), tasks=tuple(tasks),

@@ -2,8 +2,7 @@
 """Score prediction files (e.g. every prediction of one split) against the observed pseudobulk."""
 
 import click
-
-from pertprobe.cli import command
+from pertprobe.cli import command, registry_names
 
 
 @command("evaluate.py", packages=["numpy", "pandas", "pyarrow"])
@@ -11,16 +10,17 @@ from pertprobe.cli import command
               help="Prediction .parquet from PREDICT; repeat for several.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
 @click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene metrics).")
+@click.option("--metrics", default="full", show_default=True, callback=registry_names("metric"),
+              help="Comma-separated metrics, or a profile: minimal, paper, full (docs/registry.md).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet/.csv).")
-def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, out_path: str) -> None:
+def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, metrics: list[str],
+         out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
     import pandas as pd
-
-    from pertprobe.de import de_gene_sets
+    from pertprobe.data.de import de_gene_sets
+    from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.io import read_table, read_table_metadata, write_table
-    from pertprobe.metrics import response_metrics
-    from pertprobe.pseudobulk import Pseudobulk
-    from pertprobe.report import METRIC_COLUMNS
+    from pertprobe.response.metrics import METRIC_COLUMNS, response_metrics
 
     pb = Pseudobulk.load(pseudobulk_path)
     de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
@@ -32,7 +32,7 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
         if missing or not pred.columns.equals(pb.genes):
             raise click.UsageError(f"{prediction_path}: perturbations or genes do not match {pseudobulk_path} "
                                    f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
-        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de)
+        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics)
         for key in ("dataset", "split", "seed", "model", "embedding"):
             table[key] = meta[key]
         tables.append(table[METRIC_COLUMNS])

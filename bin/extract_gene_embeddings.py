@@ -2,9 +2,7 @@
 """Embed a dataset's perturbation targets with a foundation model (gene-embedding table)."""
 
 import click
-
-from pertprobe.cli import command, dataset_options, model_run_options
-from pertprobe.models.registry import GENE_MODELS
+from pertprobe.cli import command, dataset_options, model_run_options, registry_name
 
 
 @command("extract_gene_embeddings.py",
@@ -13,33 +11,37 @@ from pertprobe.models.registry import GENE_MODELS
               help="Processed dataset (.processed.h5ad): its perturbations name the genes to embed.")
 @click.option("--counts-h5ad", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The input .h5ad PREPROCESS read (measured genes' identifiers; counts for contextual embeddings).")
-@click.option("--model", required=True, type=click.Choice(GENE_MODELS))
-@click.option("--fasta", type=click.Path(exists=True, dir_okay=False), help="Protein sequences (esm2).")
-@click.option("--descriptions", type=click.Path(exists=True, dir_okay=False),
-              help="Gene descriptions, columns gene,description (genept).")
+@click.option("--model", required=True, callback=registry_name("gene_embedding", checkpoint=True),
+              help="A foundation model with gene embeddings (docs/registry.md).")
+@click.option("--side-input", type=click.Path(exists=True, dir_okay=False),
+              help="The model's extra file where it has one (docs/registry.md): esm2 protein sequences, genept "
+                   "gene descriptions.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @model_run_options
 @dataset_options
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet table.")
-def main(h5ad_path: str, counts_h5ad: str, model: str, fasta: str | None, descriptions: str | None, seed: int,
+def main(h5ad_path: str, counts_h5ad: str, model: str, side_input: str | None, seed: int,
          checkpoint: str | None, gene_id_map: str | None, run_options, model_options: dict, spec,
          out_path: str) -> None:
     """Write one row per covered perturbation target (gene-embedding table format, see docs/models/)."""
     import anndata as ad
     import pandas as pd
-
-    from pertprobe.gene_embeddings import write_embedding
+    from pertprobe.data.preprocess import input_var
+    from pertprobe.models.adapters import UnknownModelOption, input_counts, run
     from pertprobe.models.gene_ids import GeneIdMap, dataset_gene_ids, target_gene_ids
-    from pertprobe.models.registry import UnknownModelOption, input_counts, run
-    from pertprobe.preprocess import input_var
+    from pertprobe.registry import get
+    from pertprobe.response.gene_embeddings import write_embedding
 
     if not checkpoint:
         raise click.UsageError(f"--model {model} needs --checkpoint (the model directory)")
-    needs = {"esm2": ("fasta", fasta), "genept": ("descriptions", descriptions)}.get(model)
-    if needs and not needs[1]:
-        raise click.UsageError(f"--model {model} needs --{needs[0]}")
-    if needs:
-        model_options[needs[0]] = needs[1]
+    entry = get("gene_embedding", model)
+    if entry.side_option and not side_input:
+        raise click.UsageError(f"--model {model} needs --side-input: its {entry.side_input.replace('_', ' ')} "
+                               f"(pipeline parameter --{entry.side_input})")
+    if side_input and not entry.side_option:
+        raise click.UsageError(f"--model {model} takes no --side-input")
+    if entry.side_option:
+        model_options[entry.side_option] = side_input
     id_map = GeneIdMap.from_table(gene_id_map) if gene_id_map else None
     processed = ad.read_h5ad(h5ad_path, backed="r")
     obs = processed.obs[["perturbation"]].copy()

@@ -2,8 +2,7 @@
 """Predict the pseudobulk of the test perturbations of one split, by one or more predictors."""
 
 import click
-
-from pertprobe.cli import command
+from pertprobe.cli import command, registry_names
 
 
 @command("predict.py", packages=["numpy", "pandas", "pyarrow", "scikit-learn", "torch"])
@@ -13,8 +12,8 @@ from pertprobe.cli import command
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
 @click.option("--seed", required=True, type=int, help="Split seed (also seeds the model).")
 @click.option("--fold", required=True, type=int, help="Test fold.")
-@click.option("--predictor", "predictors", required=True, multiple=True,
-              help="Predictor name (see docs/metrics.md); repeat to run several on the same inputs.")
+@click.option("--predictor", "predictors", required=True, multiple=True, callback=registry_names("predictor"),
+              help="Predictor name or profile (docs/registry.md); repeat, or separate by commas, for several.")
 @click.option("--gene-embedding", "embedding_path", default=None, help="Gene-embedding table from EMBED_GENES.")
 @click.option("--dataset", required=True, help="Dataset id recorded in the output.")
 @click.option("--linear-n-components", default=10, show_default=True, type=click.IntRange(min=1),
@@ -23,28 +22,24 @@ from pertprobe.cli import command
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for DATASET.PREDICTOR.EMBEDDING.seedS.foldF.prediction.parquet, one per predictor.")
 def main(pseudobulk_path: str, by_batch_path: str | None, splits_path: str, seed: int, fold: int,
-         predictors: tuple[str, ...], embedding_path: str | None, dataset: str, linear_n_components: int,
+         predictors: list[str], embedding_path: str | None, dataset: str, linear_n_components: int,
          linear_ridge: float, out_dir: str) -> None:
     """Write test perturbations x genes predictions with the split, seed, predictor and embedding that made them."""
     from pathlib import Path
 
-    from pertprobe.gene_embeddings import embedding_metadata, read_embedding
+    from pertprobe.data.pseudobulk import Pseudobulk
+    from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, write_table
-    from pertprobe.predictors import PREDICTORS, predict
-    from pertprobe.pseudobulk import Pseudobulk
-    from pertprobe.splits import split_sets
+    from pertprobe.response.gene_embeddings import embedding_metadata, read_embedding
+    from pertprobe.response.predictors import predict
 
-    unknown = [p for p in predictors if p not in PREDICTORS]
-    if unknown:
-        raise click.BadParameter(f"unknown predictor(s) {', '.join(unknown)}; choose from {', '.join(PREDICTORS)}",
-                                 param_hint="--predictor")
     train, test = split_sets(read_table(splits_path), seed, fold, splits_path)
     embedding = read_embedding(embedding_path) if embedding_path else None
     emb_meta = embedding_metadata(embedding_path) if embedding_path else {}
     emb_name = emb_meta.get("source", Path(embedding_path).name.split(".")[0]) if embedding_path else "none"
     by_batch = read_table(by_batch_path) if by_batch_path else None
     pseudobulk = Pseudobulk.load(pseudobulk_path)
-    for predictor in dict.fromkeys(predictors):
+    for predictor in predictors:
         params = {"n_components": linear_n_components, "ridge": linear_ridge} if predictor == "linear" else {}
         pred, info = predict(predictor, pseudobulk, train, test, embedding=embedding, by_batch=by_batch, seed=seed,
                              **params)

@@ -2,7 +2,6 @@
 """Preprocess one dataset: QC, normalization, gene selection, pseudobulk, DE genes, splits."""
 
 import click
-
 from pertprobe.cli import command, dataset_options, int_list
 
 
@@ -21,8 +20,8 @@ from pertprobe.cli import command, dataset_options, int_list
 def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gene: int, n_hvg: int,
          n_de_genes: int, n_folds: int, seeds: tuple[int, ...], spec) -> None:
     """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json}."""
+    from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
     from pertprobe.io import write_h5ad, write_json, write_table
-    from pertprobe.preprocess import PreprocessConfig, load_counts, preprocess
     config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
                               n_hvg=n_hvg, n_de_genes=n_de_genes, n_folds=n_folds, seeds=seeds)
     result = preprocess(load_counts(h5ad_path, spec), spec, config)

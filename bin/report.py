@@ -2,7 +2,6 @@
 """Build the leaderboard and the HTML report from all metric tables."""
 
 import click
-
 from pertprobe.cli import command
 
 
@@ -23,18 +22,18 @@ def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_me
 
     import anndata as ad
     import pandas as pd
-
-    from pertprobe.cell_report import cell_leaderboard
     from pertprobe.io import atomic_path, read_table, write_table
-    from pertprobe.report import METRIC_COLUMNS, leaderboard, render_html
-    from pertprobe.statistics import paired_comparisons
+    from pertprobe.report.cells import cell_leaderboard
+    from pertprobe.report.html import render_html
+    from pertprobe.report.leaderboard import METRIC_COLUMNS, leaderboard
+    from pertprobe.response.statistics import paired_comparisons
 
     metrics = pd.concat([read_table(p).reset_index() for p in sorted(metric_paths)], ignore_index=True)
     metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_COLUMNS[:-1], ignore_index=True)
     board = leaderboard(metrics)
     stats = paired_comparisons(metrics)
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}
-    from pertprobe.gene_embeddings import embedding_metadata
+    from pertprobe.response.gene_embeddings import embedding_metadata
 
     embeddings = []
     for p in sorted(embedding_paths):

@@ -2,7 +2,6 @@
 """Simulate a Perturb-seq screen with known ground truth."""
 
 import click
-
 from pertprobe.cli import command
 
 
@@ -25,8 +24,8 @@ from pertprobe.cli import command
 @click.option("--batch-effect-sd", default=0.3, show_default=True, type=click.FloatRange(min=0))
 def main(out_path: str, truth_path: str, relationships_path: str | None, **params) -> None:
     """Write raw negative-binomial counts (OUT) and the true effects and programs (TRUTH)."""
+    from pertprobe.data.simulate import SimulationConfig, simulate
     from pertprobe.io import write_h5ad, write_table
-    from pertprobe.simulate import SimulationConfig, simulate
 
     sim = simulate(SimulationConfig(**params))
     write_h5ad(sim.to_anndata(), out_path)

@@ -2,7 +2,6 @@
 """Check one input dataset against pertprobe's input contract."""
 
 import click
-
 from pertprobe.cli import command, dataset_options
 
 
@@ -12,8 +11,8 @@ from pertprobe.cli import command, dataset_options
 @dataset_options
 def main(h5ad_path: str, out_path: str | None, spec) -> None:
     """Validate H5AD; exit non-zero with a message naming the file, field and fix on bad input."""
+    from pertprobe.data.validate import validate_dataset
     from pertprobe.io import write_json
-    from pertprobe.validate import validate_dataset
 
     summary = validate_dataset(h5ad_path, spec)
     if out_path:

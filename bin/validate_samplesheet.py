@@ -2,7 +2,6 @@
 """Check the samplesheet against assets/schema_input.json and write its rows as meta maps."""
 
 import click
-
 from pertprobe.cli import command
 
 
@@ -17,8 +16,8 @@ from pertprobe.cli import command
               help="JSON list of {meta, h5ad}, one entry per row.")
 def main(samplesheet_path: str, schema_path: str, source: str | None, out_path: str) -> None:
     """Exit non-zero with a message naming the line, the field and the fix on a bad row."""
+    from pertprobe.data.samplesheet import read_samplesheet
     from pertprobe.io import write_json
-    from pertprobe.samplesheet import read_samplesheet
 
     rows = read_samplesheet(samplesheet_path, schema_path, source)
     write_json(rows, out_path)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pertprobe.dataset import DatasetSpec
-from pertprobe.simulate import SimulationConfig, simulate
+from pertprobe.data.dataset import DatasetSpec
+from pertprobe.data.simulate import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "bin"

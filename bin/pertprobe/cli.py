@@ -69,7 +69,7 @@ def command(prog: str, packages: Sequence[str] = ()) -> Callable[[Callable[..., 
 
 def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the samplesheet's per-dataset columns as options; the command receives `spec: DatasetSpec`."""
-    from .dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec
+    from .data.dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec
 
     @functools.wraps(func)
     def wrapper(*args: Any, perturbation_col: str, control_label: str, batch_col: str | None,
@@ -110,6 +110,40 @@ def int_list(text: str) -> tuple[int, ...]:
 def str_list(text: str) -> list[str]:
     """Parse 'a, b,c' into ['a', 'b', 'c'] (empty text: [])."""
     return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def registry_names(kind: str) -> Callable[[click.Context, click.Parameter, Any], list[str]]:
+    """A click callback: comma-separated names of registered `kind` entries, where a profile name
+    (minimal, paper, full) stands for its members; repeated options are joined."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> list[str]:
+        from .registry import select
+
+        text = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+        try:
+            chosen = select(kind, text)
+        except ValueError as err:
+            raise click.BadParameter(str(err), ctx, param) from err
+        if not chosen:
+            raise click.BadParameter("give at least one name or a profile (minimal, paper, full)", ctx, param)
+        return chosen
+
+    return callback
+
+
+def registry_name(kind: str, **where: Any) -> Callable[[click.Context, click.Parameter, Any], str]:
+    """A click callback: one name of a registered `kind` entry matching `where` (checked lazily, so
+    `--help` imports nothing)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> str:
+        from .registry import names
+
+        allowed = names(kind, **where)
+        if value not in allowed:
+            raise click.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", ctx, param)
+        return value
+
+    return callback
 
 
 def key_values(items: Sequence[str]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 Builds ~300k cells x 8k genes (sparse, log-normalized, deterministic) in 2,000 perturbation
 groups plus controls, then selects the top 20 genes per group by |Welch t| against the controls
-with `pertprobe.de.welch_top_genes` and with scanpy's `rank_genes_groups(reference=control,
+with `pertprobe.data.de.welch_top_genes` and with scanpy's `rank_genes_groups(reference=control,
 method="t-test", rankby_abs=True, n_genes=20)`. Prints both times, the speed ratio (target
 >= 10x) and how many groups have identical top-20 sets (exit status 1 unless every group that
 differs does so only through a tie at rank 20).
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "bin") not in sys.path:
     sys.path.insert(0, str(ROOT / "bin"))
 
-from pertprobe.de import group_moments, welch_top_genes  # noqa: E402
+from pertprobe.data.de import group_moments, welch_top_genes  # noqa: E402
 
 TARGET_SPEEDUP = 10.0
 

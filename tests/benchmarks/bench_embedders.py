@@ -28,9 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "bin") not in sys.path:
     sys.path.insert(0, str(ROOT / "bin"))
 
-from pertprobe.models import esm2, geneformer, genept  # noqa: E402
+from pertprobe.models import genept  # noqa: E402
 from pertprobe.models.checkpoint import RunOptions  # noqa: E402
-from pertprobe.models.registry import CELL_MODELS, adapter  # noqa: E402
+from pertprobe.registry import get, names  # noqa: E402
+from pertprobe.testing import esm2 as tiny_esm2  # noqa: E402
+from pertprobe.testing import genept as tiny_genept  # noqa: E402
+from pertprobe.testing import writer  # noqa: E402
+from pertprobe.testing.geneformer import synthetic_ensembl  # noqa: E402
 
 # Released sizes (architecture only). CellPLM 20231027_85M (docs/models/cellplm.md), Geneformer V1-10M,
 # scGPT whole-human, UCE 4-layer (token table restricted to the benchmark's genes), ESM2 t6-8M; GenePT uses
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     symbols = [f"GENE{i:05d}" for i in range(args.genes)]
-    genes = pd.DataFrame({"symbol": symbols, "ensembl": [geneformer.synthetic_ensembl(s) for s in symbols]},
+    genes = pd.DataFrame({"symbol": symbols, "ensembl": [synthetic_ensembl(s) for s in symbols]},
                          index=symbols)
     targets = genes.iloc[: args.targets]
     rows = []
@@ -104,27 +108,28 @@ def main(argv: list[str] | None = None) -> int:
             directory = tmp / model
             if model == "genept":
                 directory = genept.bundled_minilm_dir()
-                side = {"descriptions": genept.write_tiny_descriptions(tmp / "descriptions.tsv", targets, seed=0)}
+                side = {"descriptions": tiny_genept.write_tiny_descriptions(tmp / "descriptions.tsv", targets, seed=0)}
             elif model == "esm2":
-                esm2.write_tiny_checkpoint(directory, targets, seed=0, **ARCHITECTURES[model])
-                side = {"fasta": esm2.write_tiny_fasta(tmp / "proteins.fasta", targets, seed=0, length=(300, 300))}
+                tiny_esm2.write_tiny_checkpoint(directory, targets, seed=0, **ARCHITECTURES[model])
+                side = {"fasta": tiny_esm2.write_tiny_fasta(tmp / "proteins.fasta", targets, seed=0, length=(300, 300))}
             else:
-                adapter(model).write_tiny_checkpoint(directory, genes, seed=0, **ARCHITECTURES[model])
+                writer(model).write_tiny_checkpoint(directory, genes, seed=0, **ARCHITECTURES[model])
             for device, precision in devices():
                 scale = 8 if device == "cuda" else 1
                 options = RunOptions(device=device, batch_size=args.batch_size * scale, precision=precision,
                                      min_coverage=0.0)
-                if model in CELL_MODELS:
+                if model in names("cell_embedder", checkpoint=True):
+                    embed_cells = get("cell_embedder", model).func
                     counts = simulate_counts(args.cells * scale, args.genes, args.genes_per_cell, seed=1)
                     warm = counts[: options.batch_size]
-                    adapter(model).embed_cells(warm, genes, directory, options)  # warm-up (kernels, caches)
-                    seconds, rate = time_run(lambda: adapter(model).embed_cells(counts, genes, directory, options),
+                    embed_cells(warm, genes, directory, options)  # warm-up (kernels, caches)
+                    seconds, rate = time_run(lambda: embed_cells(counts, genes, directory, options),
                                              counts.shape[0])
                     unit, n = "cells/s", counts.shape[0]
                 else:
-                    gene_model = adapter(model)
-                    gene_model.embed_genes(targets.iloc[:4], directory, options, **side)
-                    seconds, rate = time_run(lambda: gene_model.embed_genes(targets, directory, options, **side),
+                    embed_genes = get("gene_embedding", model).func
+                    embed_genes(targets.iloc[:4], directory, options, **side)
+                    seconds, rate = time_run(lambda: embed_genes(targets, directory, options, **side),
                                              len(targets))
                     unit, n = "genes/s", len(targets)
                 rows.append({"model": LABELS[model], "device": device, "precision": precision,

@@ -3,7 +3,7 @@
 
 Builds an embedding of K perturbation groups (N cells each, a quarter shifted away from the
 controls) plus C control cells in d dimensions, then tests every group against the controls with
-B permutations using `pertprobe.separability.energy_to_control` and pertpy. Prints both times,
+B permutations using `pertprobe.cells.separability.energy_to_control` and pertpy. Prints both times,
 the speed ratio, the largest relative difference of the energy distances (exit status 1 above
 1e-6) and how often the two agree on p < 0.05.
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "bin") not in sys.path:
     sys.path.insert(0, str(ROOT / "bin"))
 
-from pertprobe.separability import energy_to_control  # noqa: E402
+from pertprobe.cells.separability import energy_to_control  # noqa: E402
 
 
 def build(n_groups: int, n_cells: int, n_controls: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 
 The problem (deterministic, seeded): 2,000 test perturbations x 8,000 genes of log-normalized
 pseudobulk profiles ("observed"), noisy shrunken "predicted" profiles, a control mean and 20 DE
-genes per perturbation. It times `pertprobe.metrics.response_metrics` (the whole suite) and, on
+genes per perturbation. It times `pertprobe.response.metrics.response_metrics` (the whole suite) and, on
 identical inputs, cell-eval's metrics that overlap with ours:
 
   cell-eval (cell_eval.metrics)              pertprobe             relation
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "bin") not in sys.path:  # the package lives in bin/ (pyproject package-dir)
     sys.path.insert(0, str(ROOT / "bin"))
 
-from pertprobe.metrics import response_metrics  # noqa: E402
+from pertprobe.response.metrics import response_metrics  # noqa: E402
 
 TOLERANCE = 1e-6
 TARGET_SPEEDUP = 10.0

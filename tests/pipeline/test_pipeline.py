@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pertprobe.registry import names, select
 
-from pertprobe.models.registry import CELL_MODELS, GENE_MODELS
+# The test profile runs every registered foundation model.
+CELL_MODELS = names("cell_embedder", checkpoint=True)
+GENE_MODELS = names("gene_embedding", checkpoint=True)
 
 from ..conftest import ROOT, TEST_DATA
 
@@ -63,12 +66,11 @@ def test_run(tmp_path_factory):
 
 def test_pipeline_writes_leaderboard_and_report(test_run):
     results = test_run / "results"
-    from pertprobe.metrics import METRICS
-    from pertprobe.predictors import PREDICTORS
+    from pertprobe.registry import names
 
     board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["model"]) == set(PREDICTORS) | {"ceiling"}
-    assert set(board["metric"]) == set(METRICS)
+    assert set(board["model"]) == set(names("predictor")) | {"ceiling"}
+    assert set(board["metric"]) == set(names("metric"))
     # Gene-embedding sources: built-in ones plus every foundation-model table of the test profile.
     assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random", *GENE_MODELS}
     rank = board[(board["metric"] == "rank_delta") & (board["embedding"] == "none")].set_index("model")["mean"]
@@ -96,13 +98,11 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
 
 
 def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run):
-    from pertprobe.alignment import ALIGNMENTS
-    from pertprobe.cell_benchmark import TASKS
-
     board = pd.read_csv(test_run / "results" / "cell_leaderboard.csv")
     assert set(board["model"]) == {"pca", "scvi", "random", *CELL_MODELS}
-    assert set(board["alignment"]) == {"none", "center"} and set(board["task"]) == set(TASKS)  # test profile
-    assert {"none", "center"} < set(ALIGNMENTS)
+    assert set(board["alignment"]) == set(select("alignment", "minimal")) == {"none", "center"}  # test profile
+    assert set(board["task"]) == set(names("cell_task"))
+    assert {"none", "center"} < set(names("alignment"))
     assert board["random_floor"].notna().all()
     value = board.set_index(["model", "alignment", "metric"])["value"]
     # The floor sits at chance; PCA of data whose effects follow gene programs beats it.
@@ -199,7 +199,8 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     trace = read_trace(tmp_path / "t.txt")
     gpu = trace.loc[trace["process"] == "PREDICT_GPU", "tag"]
     cpu = trace.loc[trace["process"] == "PREDICT", "tag"]
-    torch = ("latent_additive", "decoder_only")
+    torch = names("predictor", gpu=True)
+    assert set(torch) == {"latent_additive", "decoder_only"}
     # the stub writes one split: the torch predictors on each of {data_pca, random, 4 foundation-model tables}
     assert len(gpu) == 1 * (2 + len(GENE_MODELS))
     assert all(t.endswith(": latent_additive,decoder_only") for t in gpu)

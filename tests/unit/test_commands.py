@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from pertprobe import __version__
 
 from ..conftest import BIN
 
 COMMANDS = ["simulate.py", "validate_samplesheet.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
-            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py"]
+            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py", "registry.py"]
 
 
 def test_every_command_is_listed_and_executable():
@@ -99,7 +98,6 @@ def test_chain_outputs_are_byte_identical_across_runs(chain):
 @pytest.mark.slow
 def test_chain_outputs_follow_contracts(chain, tmp_path):
     import anndata as ad
-
     from pertprobe.io import read_table_metadata
 
     root, _, _ = chain

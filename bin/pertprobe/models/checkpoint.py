@@ -114,11 +114,6 @@ def file_hash(path: str | Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def tiny_subset(n: int, coverage: float, rng: np.random.Generator) -> list[int]:
-    """round(coverage * n) of range(n), drawn by `rng`, in order (partial coverage of tiny test inputs)."""
-    return sorted(int(i) for i in rng.choice(n, size=int(round(coverage * n)), replace=False))
-
-
 def require_counts_per_cell(counts: Any, n_genes: int, model: str, fix: str) -> None:
     """Raise `InputError` when a cell has no positive count in the `n_genes` genes `model` can use."""
     empty = np.flatnonzero(np.asarray((counts > 0).sum(axis=1)).ravel() == 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dataset import looks_like_ensembl
+from ..data.dataset import looks_like_ensembl
 from ..errors import InputError
 
 
@@ -126,7 +126,7 @@ def target_gene_ids(perturbations: Iterable[str], control_label: str, genes: pd.
     when it looks like one and as a symbol otherwise. The index matches how gene-embedding tables
     are looked up (target label first, see `gene_embeddings.perturbation_vectors`).
     """
-    from ..dataset import split_targets
+    from ..data.dataset import split_targets
 
     by_symbol = {s: n for n, s in zip(genes.index, genes["symbol"], strict=True) if s}
     labels = sorted({t for p in perturbations if p != control_label for t in split_targets(p)})

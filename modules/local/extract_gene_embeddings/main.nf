@@ -23,7 +23,7 @@ process EXTRACT_GENE_EMBEDDINGS {
     def args   = task.ext.args ?: ''
     def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}.${model}"
-    def side   = !extra ? '' : (model == 'esm2' ? "--fasta ${extra}" : "--descriptions ${extra}")
+    def side   = extra ? "--side-input ${extra}" : ''
     def id_map = gene_id_map ? "--gene-id-map ${gene_id_map}" : ''
     """
     extract_gene_embeddings.py \\

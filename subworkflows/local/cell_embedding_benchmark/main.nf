@@ -6,7 +6,7 @@ include { EMBED_CELLS                  } from '../../../modules/local/embed_cell
 include { EMBED_CELLS as EMBED_CELLS_GPU } from '../../../modules/local/embed_cells/main'
 include { EMBED_CELLS_MODEL            } from '../../../modules/local/embed_cells_model/main'
 include { EVAL_CELL_EMBEDDINGS         } from '../../../modules/local/eval_cell_embeddings/main'
-include { baselineEmbedders; cellModels; cellEmbedders; checkpoints; optionalFile } from '../utils_pertprobe_pipeline/main'
+include { cellEmbedders; checkpoints; onGpu; optionalFile; registryEntry } from '../utils_pertprobe_pipeline/main'
 
 workflow CELL_EMBEDDING_BENCHMARK {
     take:
@@ -16,15 +16,15 @@ workflow CELL_EMBEDDING_BENCHMARK {
     main:
     def embedders = cellEmbedders()
     ch_embed = ch_processed.map { it[0..1] }
-        .combine(Channel.fromList(embedders.findAll { it in baselineEmbedders() }))
-        .branch { gpu: params.gpu && it[2] == 'scvi'
+        .combine(Channel.fromList(embedders.findAll { !registryEntry('cell_embedder', it).checkpoint }))
+        .branch { gpu: onGpu('cell_embedder', it[2])
                   cpu: true }
     EMBED_CELLS(ch_embed.cpu)
     EMBED_CELLS_GPU(ch_embed.gpu)
     // Foundation models read the raw counts of every input gene (the samplesheet's h5ad) for the processed cells.
     EMBED_CELLS_MODEL(
         ch_processed.map { it[0..1] }.join(ch_datasets)
-            .combine(Channel.fromList(checkpoints(embedders.findAll { it in cellModels() }, '--cell_embedders'))),
+            .combine(Channel.fromList(checkpoints(embedders.findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders'))),
         optionalFile(params.gene_id_map),
     )
     ch_embeddings = EMBED_CELLS.out.embedding.mix(EMBED_CELLS_GPU.out.embedding, EMBED_CELLS_MODEL.out.embedding)

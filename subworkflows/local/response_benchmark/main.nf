@@ -8,7 +8,7 @@ include { PREDICT                 } from '../../../modules/local/predict/main'
 include { PREDICT as PREDICT_GPU  } from '../../../modules/local/predict/main'
 include { EVALUATE                } from '../../../modules/local/evaluate/main'
 include { CEILING                 } from '../../../modules/local/ceiling/main'
-include { csvList; embeddingPredictors; torchPredictors; geneModelInputs; optionalFile } from '../utils_pertprobe_pipeline/main'
+include { builtinGeneEmbeddings; csvList; geneModelInputs; onGpu; optionalFile; predictors; registryEntry } from '../utils_pertprobe_pipeline/main'
 
 workflow RESPONSE_BENCHMARK {
     take:
@@ -29,7 +29,7 @@ workflow RESPONSE_BENCHMARK {
         def f = file(p, checkIfExists: true)
         [f.name.tokenize('.')[0], f]
     }
-    def builtins = csvList(params.gene_embeddings)
+    def builtins = builtinGeneEmbeddings()
     ch_sources = ch_processed.map { it[0] }
         .combine(Channel.fromList(builtins.collect { [it, []] } + tables))
         .mix(EXTRACT_GENE_EMBEDDINGS.out.table)
@@ -39,11 +39,11 @@ workflow RESPONSE_BENCHMARK {
     )
 
     // One PREDICT task per split x gene embedding (or none) x device, running every predictor of that group.
-    def predictors = csvList(params.predictors)
-    def onGpu = { name -> params.gpu && name in torchPredictors() }
-    def floors = predictors.findAll { !(it in embeddingPredictors()) }
-    def groups = [predictors.findAll { it in embeddingPredictors() && !onGpu(it) },
-                  predictors.findAll { it in embeddingPredictors() && onGpu(it) }].findAll { it }
+    def chosen = predictors()
+    def needsEmbedding = { name -> registryEntry('predictor', name).needs_embedding }
+    def floors = chosen.findAll { !needsEmbedding(it) }
+    def groups = [chosen.findAll { needsEmbedding(it) && !onGpu('predictor', it) },
+                  chosen.findAll { needsEmbedding(it) && onGpu('predictor', it) }].findAll { it }
     def nSources = builtins.size() + tables.size() + geneInputs.size()
     def tasksPerSplit = (floors ? 1 : 0) + nSources * groups.size()
 
@@ -56,7 +56,7 @@ workflow RESPONSE_BENCHMARK {
         .combine(Channel.fromList(groups.collect { [it] }))
         .map { key, pb, by_batch, splits, source, emb, group -> [key[0], pb, by_batch, splits, key[1], key[2], group, source, emb] }
     ch_predict = ch_floor_tasks.mix(ch_embedding_tasks)
-        .branch { gpu: onGpu(it[6][0])
+        .branch { gpu: onGpu('predictor', it[6][0])
                   cpu: true }
     PREDICT(ch_predict.cpu)
     PREDICT_GPU(ch_predict.gpu)

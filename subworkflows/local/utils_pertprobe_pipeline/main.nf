@@ -4,21 +4,72 @@
  */
 include { VALIDATE_SAMPLESHEET } from '../../../modules/local/validate_samplesheet/main'
 
-// Names accepted by --cell_embedders, --gene_models and --predictors.
-def baselineEmbedders() { ['pca', 'scvi', 'random'] }
-def cellModels()        { ['cellplm', 'geneformer', 'scgpt', 'uce'] }
-def geneModels()        { ['esm2', 'genept', 'geneformer', 'scgpt'] }
-def floorPredictors()   { ['no_change', 'mean', 'mean_of_means', 'crispr_informed_mean', 'additive'] }
-def embeddingPredictors() { ['linear', 'knn', 'ridge', 'latent_additive', 'decoder_only'] }
-def torchPredictors()   { ['latent_additive', 'decoder_only'] }
+/*
+ * The registry (assets/registry.json, written by bin/registry.py from the Python implementations
+ * and checked against them by a test) is the only list of names: every choice below comes from it.
+ */
+def registry() {
+    return new groovy.json.JsonSlurper().parseText(file("${projectDir}/assets/registry.json").text)
+}
+
+// Names of registered `kind` entries whose fields match `where` (registration order).
+def registryNames(String kind, Map where = [:]) {
+    return registry().entries[kind].values()
+        .findAll { entry -> where.every { key, value -> entry[key] == value } }
+        .collect { it.name }
+}
+
+def registryEntry(String kind, String name) {
+    return registry().entries[kind][name]
+}
+
+/*
+ * The names chosen by a comma-separated parameter, where a profile name (minimal, paper, full)
+ * stands for its members; an unknown name stops the run before any task with the choices.
+ */
+def selectNames(String option, String kind, value, Map where = [:]) {
+    def allowed = registryNames(kind, where)
+    def profiles = registry().profiles
+    def chosen = []
+    csvList(value).each { item ->
+        if (item in profiles) {
+            chosen += registry().entries[kind].values()
+                .findAll { entry -> item in entry.profiles && entry.name in allowed }.collect { it.name }
+        } else if (item in allowed) {
+            chosen << item
+        } else {
+            error("${option}: unknown ${item}. Fix: choose from ${allowed.join(', ')} or a profile (${profiles.join(', ')}); " +
+                  "see docs/registry.md")
+        }
+    }
+    return chosen.unique()
+}
 
 def csvList(value) {
     return value.toString().tokenize(',')*.trim().findAll { it }.unique()
 }
 
-// The cell embedders of the run; the random embedding is always added as the floor of every cell task.
+// The cell embedders of the run; the registered floor (random) is always added to every cell task.
 def cellEmbedders() {
-    return (csvList(params.cell_embedders) + ['random']).unique()
+    return (selectNames('--cell_embedders', 'cell_embedder', params.cell_embedders) +
+            registryNames('cell_embedder', [floor: true])).unique()
+}
+
+def predictors() {
+    return selectNames('--predictors', 'predictor', params.predictors)
+}
+
+def geneModels() {
+    return selectNames('--gene_models', 'gene_embedding', params.gene_models, [checkpoint: true])
+}
+
+def builtinGeneEmbeddings() {
+    return selectNames('--gene_embeddings', 'gene_embedding', params.gene_embeddings, [checkpoint: false])
+}
+
+// Whether a registered entry runs as the *_GPU alias of its process (only with --gpu).
+def onGpu(String kind, String name) {
+    return params.gpu && registryEntry(kind, name).gpu
 }
 
 def optionalFile(value) {
@@ -40,22 +91,16 @@ def checkpoints(List models, String what) {
     }
 }
 
-// Foundation-model gene tables: [model, checkpoint, side input or []]; side inputs are checked here.
+// Foundation-model gene tables: [model, checkpoint, side input or []]; side inputs (registry field
+// side_input, a parameter name) are checked here.
 def geneModelInputs() {
-    def sideInputs = [esm2: [params.protein_fasta, '--protein_fasta'], genept: [params.gene_descriptions, '--gene_descriptions']]
-    return checkpoints(csvList(params.gene_models), '--gene_models').collect { model, dir ->
-        def side = sideInputs[model]
-        if (side && (!side[0] || side[0] instanceof Boolean)) {
-            error("--gene_models '${model}' needs ${side[1]} (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
+    return checkpoints(geneModels(), '--gene_models').collect { model, dir ->
+        def side = registryEntry('gene_embedding', model).side_input
+        def value = side ? params[side] : null
+        if (side && (!value || value instanceof Boolean)) {
+            error("--gene_models '${model}' needs --${side} (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
         }
-        [model, dir, side ? file(side[0], checkIfExists: true) : []]
-    }
-}
-
-def checkChoices(String option, List given, List allowed) {
-    def unknown = given.findAll { !(it in allowed) }
-    if (unknown) {
-        error("${option}: unknown ${unknown.join(', ')}. Fix: choose from ${allowed.join(', ')}")
+        [model, dir, side ? file(value, checkIfExists: true) : []]
     }
 }
 
@@ -68,10 +113,13 @@ workflow PIPELINE_INITIALISATION {
         error("--input is required: a samplesheet CSV described by assets/schema_input.json (see docs/usage.md), " +
               "or run with -profile test")
     }
-    checkChoices('--cell_embedders', cellEmbedders(), baselineEmbedders() + cellModels())
-    checkChoices('--gene_models', csvList(params.gene_models), geneModels())
-    checkChoices('--predictors', csvList(params.predictors), floorPredictors() + embeddingPredictors())
-    checkpoints(cellEmbedders().findAll { it in cellModels() }, '--cell_embedders')
+    // Every choice is checked against the registry before any task runs.
+    predictors()
+    builtinGeneEmbeddings()
+    selectNames('--metrics', 'metric', params.metrics)
+    selectNames('--cell_alignments', 'alignment', params.cell_alignments)
+    selectNames('--cell_tasks', 'cell_task', params.cell_tasks)
+    checkpoints(cellEmbedders().findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders')
     geneModelInputs()
 
     VALIDATE_SAMPLESHEET(file(input, checkIfExists: true), file("${projectDir}/assets/schema_input.json"), input)

@@ -1,0 +1,1 @@
+"""The cell-embedding benchmark: baseline embedders, alignment and the five tasks."""

@@ -1,0 +1,1 @@
+"""Datasets: validation, preprocessing, DE, pseudobulk, splits, the simulator, samplesheets."""

@@ -1,0 +1,135 @@
+"""The one list of names: every predictor, gene-embedding source, cell embedder, foundation model,
+metric, alignment and cell-benchmark task is an `Entry` registered next to its implementation.
+
+Implementations register themselves with the `register` decorator when their module is imported;
+`entries()` imports every implementation module first, so a lookup never depends on what the
+caller happened to import. `pertprobe registry` (bin/registry.py) writes the records as the JSON
+the pipeline reads at start (assets/registry.json) and the tables of docs/registry.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+KINDS = {
+    "predictor": "response predictor, trained per split on the training perturbations (PREDICT)",
+    "gene_embedding": "gene (perturbation) embedding source of the response benchmark (EMBED_GENES, "
+                      "EXTRACT_GENE_EMBEDDINGS)",
+    "cell_embedder": "cell embedder of the cell-embedding benchmark (EMBED_CELLS, EMBED_CELLS_MODEL)",
+    "metric": "response metric per test perturbation (EVALUATE, CEILING)",
+    "alignment": "alignment of a cell embedding on control cells (EVAL_CELL_EMBEDDINGS)",
+    "cell_task": "task of the cell-embedding benchmark (EVAL_CELL_EMBEDDINGS)",
+}
+PROFILES = ("minimal", "paper", "full")
+# Modules whose import registers entries (the implementations, not a list of names).
+IMPLEMENTATIONS = (
+    "pertprobe.response.predictors", "pertprobe.response.gene_embeddings", "pertprobe.response.metrics",
+    "pertprobe.cells.embedders", "pertprobe.cells.alignment", "pertprobe.cells.benchmark",
+    "pertprobe.models.cellplm", "pertprobe.models.esm2", "pertprobe.models.geneformer",
+    "pertprobe.models.genept", "pertprobe.models.scgpt", "pertprobe.models.uce",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered implementation and what the pipeline needs to know to route it."""
+
+    kind: str
+    name: str
+    description: str
+    source: str  # where the definition comes from (paper, library) — details in `docs`
+    docs: str  # the page that defines it
+    profiles: tuple[str, ...] = ("full",)  # named selections that include it (`minimal` ⊂ `paper` ⊂ `full`)
+    gpu: bool = False  # runs on an accelerator when one is requested (--gpu routes it to a *_GPU process)
+    needs_embedding: bool = False  # predictor: trained on a gene embedding of the perturbations
+    floor: bool = False  # predictor or cell embedder: a floor every model must beat
+    higher_is_better: bool | None = None  # metric: direction
+    needs: tuple[str, ...] = ()  # inputs besides the processed dataset: 'de_genes', 'known_relationships', ...
+    checkpoint: bool = False  # foundation model: reads --<name>_model, runs in its own container
+    side_input: str | None = None  # foundation model: the parameter of its extra file (e.g. 'protein_fasta')
+    side_option: str | None = None  # ... and the adapter keyword that receives it
+    container: str = "base"  # image: containers/<container>/Dockerfile
+    func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-serialisable fields (everything except the function)."""
+        out = asdict(self)
+        out.pop("func")
+        out["profiles"] = list(self.profiles)
+        out["needs"] = list(self.needs)
+        return out
+
+
+_ENTRIES: dict[tuple[str, str], Entry] = {}
+
+
+def register(kind: str, name: str, **fields: Any) -> Callable[[F], F]:
+    """Decorator: record the decorated function as `kind` `name` (see `Entry` for the fields)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown registry kind {kind!r}; choose from {', '.join(KINDS)}")
+    profiles = fields.setdefault("profiles", ("full",))
+    unknown = sorted(set(profiles) - set(PROFILES))
+    if unknown or "full" not in profiles or ("minimal" in profiles and "paper" not in profiles):
+        raise ValueError(f"{kind} {name}: profiles {profiles} must be nested subsets of {PROFILES} including 'full'")
+
+    def decorate(func: F) -> F:
+        entry = Entry(kind=kind, name=name, func=func, **fields)
+        previous = _ENTRIES.get((kind, name))
+        if previous is not None and previous.func is not None and previous.func.__qualname__ != func.__qualname__:
+            raise ValueError(f"{kind} {name!r} registered twice ({previous.func.__module__}, {func.__module__})")
+        _ENTRIES[(kind, name)] = entry
+        return func
+
+    return decorate
+
+
+def _load() -> None:
+    for module in IMPLEMENTATIONS:
+        importlib.import_module(module)
+
+
+def entries(kind: str | None = None, **where: Any) -> list[Entry]:
+    """Registered entries (of `kind`, matching every `field=value` of `where`) in registration order."""
+    _load()
+    return [e for (k, _), e in _ENTRIES.items()
+            if (kind is None or k == kind) and all(getattr(e, f) == v for f, v in where.items())]
+
+
+def names(kind: str, **where: Any) -> list[str]:
+    return [e.name for e in entries(kind, **where)]
+
+
+def foundation_models() -> list[str]:
+    """Every model that reads a checkpoint (--<name>_model), whatever it embeds."""
+    return list(dict.fromkeys(e.name for e in entries() if e.checkpoint))
+
+
+def get(kind: str, name: str) -> Entry:
+    """The entry, or a ValueError that lists what is available."""
+    _load()
+    try:
+        return _ENTRIES[(kind, name)]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(names(kind))}") from None
+
+
+def select(kind: str, value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Names chosen by a comma-separated list, where a profile name (minimal, paper, full) stands for
+    its members; unknown names raise a ValueError listing the choices."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in filter(None, items):
+        chosen = [e.name for e in entries(kind) if item in e.profiles] if item in PROFILES else [get(kind, item).name]
+        out += [n for n in chosen if n not in out]
+    return out
+
+
+def as_json() -> dict[str, Any]:
+    """Every entry as the JSON document the pipeline reads (kind -> name -> record)."""
+    return {"kinds": KINDS, "profiles": list(PROFILES),
+            "entries": {kind: {e.name: e.record() for e in entries(kind)} for kind in KINDS}}

@@ -1,0 +1,144 @@
+"""The self-contained HTML report: leaderboard with bounds, plots, paired statistics, the cell
+benchmark's tables, datasets, embeddings and versions."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..registry import select
+from ..response.metrics import directions
+from ..response.predictors import floors
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = metrics[(metrics["dataset"] == dataset) & (metrics["metric"] == metric)]
+    per_split = sub.groupby(["model", "embedding", "seed", "split"], observed=True)["value"].mean().reset_index()
+    per_split["label"] = per_split["model"] + np.where(per_split["embedding"] == "none", "", "/" + per_split["embedding"])
+    labels = sorted(per_split["label"].unique())
+    fig, ax = plt.subplots(figsize=(1.2 + 0.75 * len(labels), 3.4))
+    data = [per_split.loc[per_split["label"] == lab, "value"].dropna().to_numpy() for lab in labels]
+    ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(np.full(len(d), i) + np.linspace(-0.12, 0.12, len(d)) if len(d) else [], d, s=12, alpha=0.7)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right")
+    ax.set_ylabel(f"{metric} (mean per split)")
+    ax.set_title(f"{dataset}: {metric}")
+    if metric.startswith("rank"):
+        ax.axhline(0.5, color="grey", ls="--", lw=1)
+    out = _png(fig)  # bbox_inches="tight" fits the rotated labels
+    plt.close(fig)
+    return out
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    def fmt(v: Any) -> str:
+        if v is pd.NA:
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return "NaN" if np.isnan(v) else floatfmt.format(v)
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
+
+
+def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    """Each predictor against the best floor of this dataset and metric (a − floor)."""
+    sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)].dropna(subset=["mean"])
+    floor_rows = sub[sub["mean"] == sub["best_floor"]]
+    if floor_rows.empty or stats.empty:
+        return pd.DataFrame()
+    r = floor_rows.iloc[0]
+    floor = r["model"] + ("" if r["embedding"] == "none" else "/" + r["embedding"])
+    st = stats[(stats["dataset"] == dataset) & (stats["metric"] == metric)]
+    rows = []
+    for _, row in st[(st["predictor_a"] == floor) | (st["predictor_b"] == floor)].iterrows():
+        sign = 1.0 if row["predictor_a"] != floor else -1.0
+        other = row["predictor_a"] if sign > 0 else row["predictor_b"]
+        lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
+        rows.append({"predictor": other, "vs": floor, "mean_difference": sign * row["mean_difference"],
+                     "paired_t_p": row["p_value"], "bootstrap_ci_low": lo, "bootstrap_ci_high": hi,
+                     "n_splits": row["n_splits"]})
+    return pd.DataFrame(rows).sort_values("mean_difference", ascending=not directions().get(metric, True))
+
+
+def _cell_section(cell_board: pd.DataFrame) -> list[str]:
+    from .cells import task_tables, task_titles
+
+    parts = ["<h2>Cell-embedding benchmark</h2><p class='note'>Each embedding under each alignment (none, "
+             "per-batch centring / centre-scaling on control cells, TVN). The first rows of every table are the "
+             "random-embedding floor; a number only means something by its margin over that floor "
+             "(cell_leaderboard.csv has margin_over_floor for every value). Chance levels: probe top-k accuracy "
+             "topk_chance, recall 2 × tail, Structural Integrity 0.5. Definitions: docs/metrics.md.</p>"]
+    for dataset in sorted(cell_board["dataset"].unique()):
+        parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
+        for task, table in task_tables(cell_board, dataset).items():
+            parts.append(f"<h4>{html.escape(task_titles()[task])}</h4>" + _table(table, "{:.3f}"))
+    return parts
+
+
+def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
+                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
+                cell_board: pd.DataFrame | None = None) -> str:
+    """One self-contained HTML page: leaderboard with bounds, plots, paired statistics, the
+    cell-embedding tables with their random floor, datasets, embeddings and versions."""
+    stats = stats if stats is not None else pd.DataFrame()
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
+             f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
+    parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
+                 "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
+                 f"best of the floors ({', '.join(floors())} and any "
+                 "random-embedding model), ceiling is the split-half experimental-noise ceiling, and "
+                 "fraction_of_gap = (mean − best_floor) / (ceiling − best_floor). rank metrics: 0 is perfect, "
+                 "0.5 is random. Definitions and sources: docs/metrics.md.</p>")
+    primary = select("metric", "minimal")
+    cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "best_floor",
+            "ceiling", "fraction_of_gap"]
+    for dataset in sorted(board["dataset"].unique()):
+        parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
+        if dataset in datasets:
+            summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
+            parts.append(_table(pd.DataFrame([summary])))
+        metrics_here = list(board.loc[board["dataset"] == dataset, "metric"].unique())
+        ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
+        for metric in ordered:
+            sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
+            parts.append(f"<h3>{html.escape(metric)}</h3>" + _table(sub[cols]))
+            parts.append(f"<img alt='{html.escape(metric)}' "
+                         f"src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
+            if metric in primary:
+                comp = _comparisons(stats, board, dataset, metric)
+                if not comp.empty:
+                    parts.append("<p class='note'>Paired comparisons with the best floor (difference a − floor; "
+                                 "paired t-test across splits; 95% bootstrap CI over perturbations). All pairs: "
+                                 "statistics.csv.</p>" + _table(comp))
+    if cell_board is not None and not cell_board.empty:
+        parts += _cell_section(cell_board)
+    if embeddings:
+        parts.append("<h2>Embeddings</h2>")
+        parts.append(_table(pd.DataFrame(embeddings)))
+    parts.append(f"<h2>Software versions</h2><pre>{html.escape(versions)}</pre></body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,33 @@
+"""The response leaderboard: per-split means summarised over folds x seeds, ranks and bounds."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..response.bounds import add_bounds
+from ..response.metrics import METRIC_COLUMNS, directions
+from ..response.predictors import floors
+
+
+def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean over perturbations per split, then mean/sd/min/max over splits (folds x seeds), ranks
+    and bounds (best floor, split-half ceiling, fraction of the gap)."""
+    missing = set(METRIC_COLUMNS) - set(metrics.columns)
+    if missing:
+        raise ValueError(f"metric table lacks columns {sorted(missing)}")
+    keys = ["dataset", "model", "embedding", "metric"]
+    per_split = (metrics.groupby(keys + ["seed", "split"], observed=True)["value"]
+                 .agg(split_mean="mean", n_defined="count", n_total="size").reset_index())
+    per_split["n_undefined"] = per_split["n_total"] - per_split["n_defined"]
+    board = (per_split.groupby(keys, observed=True)
+             .agg(mean=("split_mean", "mean"), sd=("split_mean", "std"), min=("split_mean", "min"),
+                  max=("split_mean", "max"), n_splits=("split_mean", "size"),
+                  n_values=("n_total", "sum"), n_undefined=("n_undefined", "sum"))
+             .reset_index())
+    board["higher_is_better"] = board["metric"].map(directions()).fillna(True).astype(bool)
+    # Rank predictors (not the ceiling) by the metric's direction: rank 1 is best.
+    signed = board["mean"].where(board["higher_is_better"], -board["mean"]).where(board["model"] != "ceiling")
+    board["rank"] = signed.groupby([board["dataset"], board["metric"]]).rank(method="min", ascending=False)
+    board["rank"] = board["rank"].astype("Int64")
+    board = add_bounds(board, set(floors()))
+    return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)

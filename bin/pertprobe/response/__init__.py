@@ -1,0 +1,1 @@
+"""The response benchmark: training data, predictors, gene embeddings, metrics, bounds, statistics."""

@@ -1,0 +1,274 @@
+"""Response-prediction metrics on pseudobulk profiles (definitions and sources in docs/metrics.md).
+
+Each metric is a registered function of `Profiles`, vectorized over perturbations: one call
+scores a whole split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from ..registry import entries, register
+
+TIE_TOLERANCE = 1e-10
+METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric", "value"]
+DOCS = "docs/metrics.md#metrics-pertproberesponsemetrics-per-test-perturbation"
+GEARS = "GEARS (Roohani et al. 2023)"
+MetricFn = Callable[..., np.ndarray]
+
+
+def _center(a: np.ndarray) -> np.ndarray:
+    return a - a.mean(axis=1, keepdims=True)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _pearson_from_sums(sx, sy, sxy, sxx, syy, n: int) -> np.ndarray:
+    """Pearson r from row sums; a row whose variance is at rounding level counts as constant (NaN)."""
+    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    cov = sxy - sx * sy / n
+    constant = (vx <= 1e-12 * np.maximum(sxx, 1e-300)) | (vy <= 1e-12 * np.maximum(syy, 1e-300))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(constant, np.nan, cov / np.sqrt(np.abs(vx * vy)))
+
+
+def rowwise_pearson(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of `pred` with the same row of `obs` (NaN if a row is constant)."""
+    return rowwise_cosine(_center(pred), _center(obs))
+
+
+def rowwise_cosine(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows (NaN if either row is zero)."""
+    denom = np.sqrt(_rowdot(pred, pred) * _rowdot(obs, obs))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, _rowdot(pred, obs) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of distinct (bit-identical) rows, each row's distinct-row number, and multiplicities.
+
+    Rows are grouped by a random projection, then every grouped row is checked for exact equality
+    with its group's first row (a row that differs becomes its own group).
+    """
+    keys = a @ np.random.default_rng(0).standard_normal(a.shape[1])
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    grouped = np.flatnonzero(first[inv] != np.arange(len(a)))
+    first = list(first)
+    for i in grouped:
+        if not np.array_equal(a[i], a[first[inv[i]]]):
+            first.append(i)
+            inv[i] = len(first) - 1
+    return np.asarray(first), inv, np.bincount(inv, minlength=len(first)).astype(np.float64)
+
+
+def rank_metric(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Normalized rank of each perturbation's own prediction among all predictions.
+
+    For perturbation p, all N predictions are ordered by cosine similarity to p's observation;
+    the result is the number of other predictions ranked above p's own (ties count one half) over
+    N − 1: 0 is perfect, 0.5 is random, and a constant predictor scores exactly 0.5. A zero vector
+    has cosine 0 with everything. Bit-identical predictions are scored once, so they tie exactly.
+    """
+    n = pred.shape[0]
+    if n < 2:
+        return np.full(n, np.nan)
+    keep, inv, counts = _unique_rows(pred)
+    uniq = pred[keep]
+    norms = np.sqrt(np.outer(_rowdot(obs, obs), _rowdot(uniq, uniq)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sims = np.where(norms > 0, (obs @ uniq.T) / np.where(norms > 0, norms, 1.0), 0.0)  # sims[p, j]
+    own = sims[np.arange(n), inv]
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))[:, None]
+    above = (sims > own[:, None] + tol) @ counts
+    ties = (np.abs(sims - own[:, None]) <= tol) @ counts - 1  # minus p itself
+    return (above + 0.5 * ties) / (n - 1)
+
+
+def _de_index(perturbations: pd.Index, genes: pd.Index, de_genes: dict[str, list[str]], k: int) -> np.ndarray:
+    """n x k matrix of column indices of each perturbation's DE genes (-1 where missing)."""
+    names = np.full((len(perturbations), k), "", dtype=object)
+    for row, p in enumerate(perturbations):
+        listed = de_genes.get(p, [])[:k]
+        names[row, : len(listed)] = listed
+    return pd.Index(genes).get_indexer(names.ravel()).reshape(len(perturbations), k)
+
+
+def top_k_overlap(pred_delta: np.ndarray, obs_delta: np.ndarray, k: int) -> np.ndarray:
+    """Fraction of the k genes with the largest observed |Δ| that are among the predicted top k."""
+    k = min(k, pred_delta.shape[1])
+    top_pred = np.argpartition(-np.abs(pred_delta), k - 1, axis=1)[:, :k]
+    top_obs = np.argpartition(-np.abs(obs_delta), k - 1, axis=1)[:, :k]
+    hits = np.zeros(pred_delta.shape, dtype=bool)
+    np.put_along_axis(hits, top_pred, True, axis=1)
+    return np.take_along_axis(hits, top_obs, axis=1).mean(axis=1)
+
+
+class Profiles:
+    """One split's predicted and observed profiles (perturbations x genes) with the row sums that
+    several metrics share, each computed once."""
+
+    def __init__(self, pred: np.ndarray, obs: np.ndarray, control: np.ndarray, de_index: np.ndarray | None, k: int):
+        self.P, self.O = pred, obs
+        c = np.asarray(control, dtype=np.float64)[None, :]
+        self.dP, self.dO = pred - c, obs - c
+        self.n_genes = pred.shape[1]
+        self.de_index = de_index
+        self.k = k
+
+    @cached_property
+    def squared_error(self) -> np.ndarray:
+        D = self.P - self.O  # = dP - dO
+        return _rowdot(D, D)
+
+    @cached_property
+    def delta_sums(self) -> tuple[np.ndarray, ...]:
+        """Σ dP, Σ dO, Σ dP·dO, Σ dP², Σ dO² per row."""
+        dP, dO = self.dP, self.dO
+        return dP.sum(axis=1), dO.sum(axis=1), _rowdot(dP, dO), _rowdot(dP, dP), _rowdot(dO, dO)
+
+    @cached_property
+    def de(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted and observed profiles and Δ on each row's DE genes, and which rows have all k."""
+        idx = self.de_index
+        complete = (idx >= 0).all(axis=1)
+        safe = np.where(idx >= 0, idx, 0)
+        rows = np.arange(len(idx))[:, None]
+        return self.P[rows, safe], self.O[rows, safe], self.dP[rows, safe], self.dO[rows, safe], complete
+
+
+def metric(name: str, higher_is_better: bool, description: str, source: str,
+           profiles: tuple[str, ...] = ("full",), needs: tuple[str, ...] = ()) -> Callable[[MetricFn], MetricFn]:
+    """Register a response metric: a function of `Profiles` returning one value per perturbation."""
+    return register("metric", name, higher_is_better=higher_is_better, description=description, source=source,
+                    docs=DOCS, profiles=profiles, needs=needs)
+
+
+def de_metric(name: str, higher_is_better: bool, description: str, source: str,
+              profiles: tuple[str, ...] = ("full",)) -> Callable[[MetricFn], MetricFn]:
+    """Register a metric on each perturbation's DE genes; NaN where a perturbation has fewer than k."""
+
+    def decorate(func: MetricFn) -> MetricFn:
+        def on_de_genes(x: Profiles) -> np.ndarray:
+            *parts, complete = x.de
+            return np.where(complete, func(*parts), np.nan)
+
+        on_de_genes.__doc__ = func.__doc__
+        metric(name, higher_is_better, description, source, profiles, needs=("de_genes",))(on_de_genes)
+        return func
+
+    return decorate
+
+
+@metric("pearson", True, "Pearson r over genes of predicted and observed profiles", GEARS, ("paper", "full"))
+def pearson(x: Profiles) -> np.ndarray:
+    return _pearson_from_sums(x.P.sum(axis=1), x.O.sum(axis=1), _rowdot(x.P, x.O), _rowdot(x.P, x.P),
+                              _rowdot(x.O, x.O), x.n_genes)
+
+
+@metric("pearson_delta", True, "Pearson r of predicted and observed Δ", "scGPT; 'simple controls' study",
+        ("minimal", "paper", "full"))
+def pearson_delta(x: Profiles) -> np.ndarray:
+    return _pearson_from_sums(*x.delta_sums, x.n_genes)
+
+
+@metric("mse", False, "mean squared error over all genes", "GEARS, PerturBench", ("minimal", "paper", "full"))
+def mse(x: Profiles) -> np.ndarray:
+    return x.squared_error / x.n_genes
+
+
+@metric("rmse", False, "root mean squared error over all genes", "GEARS, PerturBench")
+def rmse(x: Profiles) -> np.ndarray:
+    return np.sqrt(x.squared_error / x.n_genes)
+
+
+@metric("l2_delta", False, "Euclidean distance of predicted and observed Δ", "PerturBench (RMSE/L2)")
+def l2_delta(x: Profiles) -> np.ndarray:
+    return np.sqrt(x.squared_error)
+
+
+@metric("cosine_delta", True, "cosine similarity of predicted and observed Δ", "PerturBench", ("paper", "full"))
+def cosine_delta(x: Profiles) -> np.ndarray:
+    _, _, sdpdo, sdpdp, sdodo = x.delta_sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((sdpdp > 0) & (sdodo > 0), sdpdo / np.sqrt(sdpdp * sdodo), np.nan)
+
+
+@metric("rank_delta", False, "rank of a perturbation's own prediction by cosine of Δ (0 best, 0.5 random)",
+        "PerturBench; 'simple controls' study", ("minimal", "paper", "full"))
+def rank_delta(x: Profiles) -> np.ndarray:
+    return rank_metric(x.dP, x.dO)
+
+
+@metric("rank_raw", False, "the rank metric on raw profiles", "'simple controls' study")
+def rank_raw(x: Profiles) -> np.ndarray:
+    return rank_metric(x.P, x.O)
+
+
+@metric("de_overlap_at_k", True, "overlap of the predicted and observed top-k genes by |Δ|",
+        "PerturBench / cell-eval DE overlap", ("paper", "full"))
+def de_overlap_at_k(x: Profiles) -> np.ndarray:
+    return top_k_overlap(x.dP, x.dO, x.k)
+
+
+@de_metric("pearson_de", True, "Pearson r of profiles on the DE genes", GEARS, ("paper", "full"))
+def pearson_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
+    return rowwise_pearson(p_de, o_de)
+
+
+@de_metric("pearson_de_delta", True, "Pearson r of Δ on the DE genes", "scGPT; 'simple controls' study",
+           ("minimal", "paper", "full"))
+def pearson_de_delta(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
+    return rowwise_pearson(dp_de, do_de)
+
+
+@de_metric("mse_de", False, "mean squared error on the DE genes", GEARS, ("paper", "full"))
+def mse_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
+    return ((p_de - o_de) ** 2).mean(axis=1)
+
+
+@de_metric("direction_accuracy_de", True, "fraction of DE genes whose predicted Δ has the observed sign", GEARS,
+           ("paper", "full"))
+def direction_accuracy_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
+    return (np.sign(dp_de) == np.sign(do_de)).mean(axis=1)
+
+
+@de_metric("rmse_de", False, "root mean squared error on the DE genes", GEARS)
+def rmse_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
+    return np.sqrt(((p_de - o_de) ** 2).mean(axis=1))
+
+
+def directions() -> dict[str, bool]:
+    """metric -> higher is better, for every registered response metric."""
+    return {e.name: bool(e.higher_is_better) for e in entries("metric")}
+
+
+def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
+                     de_genes: dict[str, list[str]] | None = None, k: int = 20,
+                     metrics: list[str] | None = None) -> pd.DataFrame:
+    """Per-perturbation metrics as a long table (perturbation, metric, value).
+
+    `pred` and `obs` are perturbations x genes with identical index and columns; `control` is the
+    dataset's control mean; `de_genes` maps each perturbation to its top DE genes (DE metrics use
+    the first `k`; they are NaN when absent, and left out when `de_genes` is None). `metrics`
+    chooses registered metrics (default: all).
+    """
+    if not pred.index.equals(obs.index) or not pred.columns.equals(obs.columns):
+        raise ValueError("prediction and observation must have the same perturbations and genes in the same order")
+    chosen = set(metrics) if metrics is not None else None
+    de_index = _de_index(pred.index, pred.columns, de_genes, k) if de_genes is not None else None
+    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k)
+    values = {e.name: e.func(x) for e in entries("metric")
+              if (chosen is None or e.name in chosen) and ("de_genes" not in e.needs or de_genes is not None)}
+    n = len(pred)
+    return pd.DataFrame({
+        "perturbation": np.tile(pred.index.to_numpy(), len(values)),
+        "metric": np.repeat(list(values), n),
+        "value": np.concatenate(list(values.values())) if values else np.array([], dtype=np.float64),
+    })

@@ -1,0 +1,139 @@
+"""PREPROCESS against its definition: normalization, gene selection, pseudobulk, DE genes, splits."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from pertprobe.data.preprocess import PreprocessConfig, load_counts, make_splits, preprocess
+from scipy import stats
+
+CONFIG = PreprocessConfig(min_genes_per_cell=20, n_hvg=80, n_folds=4, seeds=(0, 1))
+
+
+@pytest.fixture(scope="module")
+def processed(small_sim, tmp_path_factory):
+    from pertprobe.data.dataset import DatasetSpec
+
+    path = tmp_path_factory.mktemp("pp") / "small.h5ad"
+    small_sim.to_anndata().write_h5ad(path)
+    spec = DatasetSpec(batch_col="batch")
+    return load_counts(path, spec), preprocess(load_counts(path, spec), spec, CONFIG)
+
+
+def test_raw_counts_kept_and_normalized_over_all_genes(processed, small_sim):
+    raw, result = processed
+    adata = result.adata
+    full = raw[adata.obs_names].X.toarray()
+    counts = raw[adata.obs_names, adata.var_names].X.toarray()
+    np.testing.assert_array_equal(adata.layers["counts"].toarray(), counts)
+    expected = np.log1p(counts / full.sum(axis=1, keepdims=True) * 1e4)
+    np.testing.assert_allclose(adata.X.toarray(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gene_selection_is_hvg_union_targets_union_de(processed):
+    _, result = processed
+    var = result.adata.var
+    assert var["highly_variable"].sum() == CONFIG.n_hvg
+    expected = set(var.index[var["highly_variable"]]) | set(var.index[var["is_target"]]) | set(result.de["gene"])
+    assert set(var.index) == expected
+    targets = {g for genes in result.pseudobulk.targets.values() for g in genes}
+    assert targets <= set(var.index)
+    combos = [p for p in result.pseudobulk.perturbations if "+" in p]
+    assert all(len(result.pseudobulk.targets[p]) == 2 for p in combos)
+
+
+def test_pseudobulk_is_the_mean_of_cells(processed):
+    _, result = processed
+    adata, pb = result.adata, result.pseudobulk
+    for label in [pb.control_label] + pb.perturbations[:5]:
+        cells = adata[adata.obs["perturbation"] == label].X.toarray()
+        np.testing.assert_allclose(pb.means.loc[label].to_numpy(), cells.mean(axis=0), rtol=1e-6, atol=1e-7)
+        assert pb.n_cells[label] == len(cells)
+    by_batch = result.pseudobulk_by_batch
+    totals = by_batch["n_cells"].groupby(level="perturbation").sum()
+    np.testing.assert_array_equal(totals.loc[pb.means.index].to_numpy(), pb.n_cells.to_numpy())
+
+
+def test_de_genes_match_scanpy_and_scipy(processed):
+    """Same top-20 sets as scanpy rank_genes_groups(t-test, rankby_abs) and as scipy's Welch t-test."""
+    raw, result = processed
+    import scanpy as sc
+
+    full = raw[result.adata.obs_names].copy()
+    sc.pp.normalize_total(full, target_sum=1e4)
+    sc.pp.log1p(full)
+    full.obs["perturbation"] = full.obs["perturbation"].astype("category")
+    sc.tl.rank_genes_groups(full, "perturbation", reference="control", method="t-test", rankby_abs=True, n_genes=20)
+    ref = full.uns["rank_genes_groups"]
+    X = full.X.toarray()
+    labels = full.obs["perturbation"].to_numpy()
+    ctrl = X[labels == "control"]
+    for pert in result.pseudobulk.perturbations:
+        ours = result.de[result.de["perturbation"] == pert]
+        assert len(ours) == 20
+        assert set(ours["gene"]) == set(ref["names"][pert]), pert
+        np.testing.assert_allclose(np.sort(np.abs(ours["score"])), np.sort(np.abs(ref["scores"][pert].astype(float))),
+                                   rtol=1e-5)
+        assert (np.diff(np.abs(ours["score"].to_numpy())) <= 1e-9).all()
+    for pert in result.pseudobulk.perturbations[:5]:
+        t, _ = stats.ttest_ind(X[labels == pert], ctrl, equal_var=False)
+        top = set(full.var_names[np.argsort(-np.abs(np.nan_to_num(t)), kind="stable")[:20]])
+        assert set(result.de.loc[result.de["perturbation"] == pert, "gene"]) == top
+
+
+def test_splits_cover_each_perturbation_once_per_seed(processed):
+    _, result = processed
+    splits, perts = result.splits, set(result.pseudobulk.perturbations)
+    for seed, per_seed in splits.groupby("seed"):
+        test = per_seed[per_seed["split"] == "test"]
+        assert sorted(test["perturbation"]) == sorted(perts)  # every perturbation tested exactly once
+        sizes = test.groupby("fold").size()
+        assert sizes.max() - sizes.min() <= 1
+        for fold, rows in per_seed.groupby("fold"):
+            train = set(rows.loc[rows["split"] == "train", "perturbation"])
+            assert train.isdisjoint(rows.loc[rows["split"] == "test", "perturbation"])
+            assert train | set(rows.loc[rows["split"] == "test", "perturbation"]) == perts
+    combos = [p for p in perts if "+" in p]
+    assert combos and set(combos) <= set(splits["perturbation"])  # combinations are whole units
+
+
+def test_splits_deterministic_and_seed_dependent():
+    perts = [f"P{i}" for i in range(30)] + ["P1+P2"]
+    a, b = make_splits(perts, 5, (0, 1)), make_splits(perts, 5, (0, 1))
+    pd.testing.assert_frame_equal(a, b)
+    fold0 = a[(a["split"] == "test") & (a["fold"] == 0)]
+    assert set(fold0[fold0["seed"] == 0]["perturbation"]) != set(fold0[fold0["seed"] == 1]["perturbation"])
+    with pytest.raises(ValueError, match="n_folds"):
+        make_splits(perts[:3], 5, (0,))
+
+
+def test_preprocess_is_deterministic(processed, small_sim, tmp_path):
+    from pertprobe.data.dataset import DatasetSpec
+
+    raw, result = processed
+    spec = DatasetSpec(batch_col="batch")
+    again = preprocess(raw.copy(), spec, CONFIG)
+    pd.testing.assert_frame_equal(again.pseudobulk.means, result.pseudobulk.means)
+    pd.testing.assert_frame_equal(again.de, result.de)
+    pd.testing.assert_frame_equal(again.splits, result.splits)
+
+
+def test_qc_drops_perturbations_that_fall_below_min_cells(processed):
+    """A perturbation whose cells fail QC is dropped and reported; none left is an error."""
+    import scipy.sparse as sp
+    from pertprobe.data.dataset import DatasetSpec
+
+    raw, _ = processed
+    spec = DatasetSpec(batch_col="batch")
+    victim = sorted(set(raw.obs["perturbation"]) - {"control"})[0]
+    X = raw.X.tolil()
+    for i in np.flatnonzero(raw.obs["perturbation"] == victim)[5:]:
+        X[i, :] = 0
+    damaged = raw.copy()
+    damaged.X = sp.csr_matrix(X)
+    result = preprocess(damaged, spec, CONFIG)
+    assert result.summary["perturbations_dropped_after_qc"] == [victim]
+    assert victim not in result.pseudobulk.means.index and victim not in set(result.splits["perturbation"])
+    with pytest.raises(ValueError, match="after QC"):
+        preprocess(raw.copy(), replace(spec, min_cells_per_perturbation=10_000), CONFIG)

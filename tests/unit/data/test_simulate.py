@@ -1,0 +1,123 @@
+"""The simulator: determinism, contract, and that the ground truth is what the counts show."""
+
+import numpy as np
+import pytest
+from pertprobe.data.dataset import split_targets
+from pertprobe.data.pseudobulk import group_means
+from pertprobe.data.simulate import SimulationConfig, simulate
+from pertprobe.data.validate import validate_dataset
+
+from ...conftest import small_config
+
+
+def test_same_seed_same_data_different_seed_different_data():
+    a, b, c = simulate(small_config(seed=1)), simulate(small_config(seed=1)), simulate(small_config(seed=2))
+    assert (a.counts != b.counts).nnz == 0
+    assert a.obs.equals(b.obs)
+    np.testing.assert_array_equal(a.truth_lfc, b.truth_lfc)
+    assert a.counts.shape != c.counts.shape or (a.counts != c.counts).nnz > 0
+
+
+def test_output_satisfies_input_contract(small_h5ad, spec):
+    summary = validate_dataset(small_h5ad, spec)
+    cfg = small_config()
+    assert summary["n_perturbations"] == cfg.n_single + cfg.n_double + cfg.n_nonexpressed
+    assert summary["n_combinations"] == cfg.n_double
+    assert summary["targets_not_measured"] == []
+
+
+def test_perturbation_classes_present(small_sim):
+    classes = set(small_sim.truth_obs["class"])
+    assert {"strong", "weak", "no_effect", "non_expressed", "double_additive", "double_interaction"} <= classes
+    doubles = small_sim.truth_obs[small_sim.truth_obs["class"].str.startswith("double")]
+    assert all(len(split_targets(p)) == 2 for p in doubles.index)
+    assert all(t in small_sim.truth_obs.index for p in doubles.index for t in split_targets(p))
+
+
+def _observed_lfc(sim):
+    """Log ratio of depth-normalized mean expression, perturbation vs control."""
+    counts = sim.counts.toarray()
+    norm = counts / counts.sum(axis=1, keepdims=True)
+    means, _ = group_means(norm, sim.obs["perturbation"].astype(str).to_numpy())
+    return means
+
+
+def test_knockdown_reaches_the_configured_fraction():
+    sim = simulate(small_config(seed=5, cells_per_perturbation=150, knockdown_fraction=0.2))
+    means = _observed_lfc(sim)
+    ctrl = means.loc["control"].to_numpy()
+    singles = sim.truth_obs[sim.truth_obs["class"].isin(["strong", "weak", "no_effect"])]
+    genes = list(sim.var.index)
+    ratios = [means.loc[p].to_numpy()[genes.index(p)] / ctrl[genes.index(p)] for p in singles.index]
+    # Depth normalization shifts ratios slightly; the knockdown itself dominates.
+    assert np.median(ratios) == pytest.approx(0.2, abs=0.08)
+
+
+def test_activation_increases_target():
+    sim = simulate(small_config(seed=5, perturbation_type="CRISPRa", activation_fold=4.0, cells_per_perturbation=150))
+    means = _observed_lfc(sim)
+    ctrl = means.loc["control"].to_numpy()
+    genes = list(sim.var.index)
+    singles = sim.truth_obs[sim.truth_obs["class"] == "strong"].index
+    ratios = [means.loc[p].to_numpy()[genes.index(p)] / ctrl[genes.index(p)] for p in singles]
+    assert np.median(ratios) > 2.5
+
+
+def test_downstream_effects_follow_programs(small_sim):
+    """Observed responses of strong perturbations correlate with the true effects; nulls do not move."""
+    means = _observed_lfc(small_sim)
+    ctrl = means.loc["control"].to_numpy()
+    expressed = small_sim.var["expressed"].to_numpy() & (ctrl > 0)
+    obs_lfc = np.log((means.to_numpy()[:, expressed] + 1e-6) / (ctrl[expressed] + 1e-6))
+    obs_lfc = obs_lfc - obs_lfc[means.index.get_loc("control")]
+    truth = small_sim.truth_obs
+    cors, null_sd, strong_sd = [], [], []
+    for p in truth.index:
+        o = obs_lfc[means.index.get_loc(p)]
+        t = small_sim.truth_lfc[truth.index.get_loc(p)][expressed]
+        mask = np.ones_like(t, dtype=bool)
+        for target in split_targets(p):
+            mask &= small_sim.var.index[expressed] != target
+        if truth.loc[p, "class"] == "strong":
+            cors.append(np.corrcoef(o[mask], t[mask])[0, 1])
+            strong_sd.append(np.std(o[mask]))
+        if truth.loc[p, "class"] == "non_expressed":
+            null_sd.append(np.std(o[mask]))
+    assert np.median(cors) > 0.6
+    assert max(null_sd) < min(strong_sd)
+
+
+def test_program_membership_in_truth(small_sim):
+    """Strong regulators of one program differ only inside that program (plus their own targets)."""
+    truth = small_sim.truth_anndata()
+    assert truth.shape == (len(small_sim.truth_obs), small_sim.counts.shape[1])
+    programs = truth.var["program"].to_numpy()
+    strong = small_sim.truth_obs[small_sim.truth_obs["class"] == "strong"]
+    pairs = [(a, b) for a in strong.index for b in strong.index
+             if a < b and strong.loc[a, "target_program"] == strong.loc[b, "target_program"]]
+    assert pairs, "the simulated screen should have two strong regulators of one program"
+    for a, b in pairs:
+        diff = truth[a].X.ravel() - truth[b].X.ravel()
+        outside = (programs != strong.loc[a, "target_program"]) & ~truth.var_names.isin([a, b])
+        np.testing.assert_allclose(diff[outside], 0.0, atol=1e-12)
+        assert np.abs(diff[~outside]).max() > 0.05
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="perturbation_type"):
+        SimulationConfig(perturbation_type="drug")
+    with pytest.raises(ValueError, match="program"):
+        SimulationConfig(n_genes=50, n_programs=10, program_size=25)
+
+
+def test_bundled_test_data_is_the_simulators_output(tmp_path):
+    """assets/test_data is reproducible from `make test-data` (seed 0, default config)."""
+    import anndata as ad
+
+    from ...conftest import TEST_DATA
+
+    bundled = ad.read_h5ad(TEST_DATA / "sim_crispri.h5ad")
+    fresh = simulate(SimulationConfig(seed=0)).to_anndata()
+    assert (bundled.X != fresh.X).nnz == 0
+    assert bundled.obs.equals(fresh.obs)
+    assert list(bundled.var_names) == list(fresh.var_names)

@@ -1,0 +1,156 @@
+"""The response-prediction benchmark on the simulator (known effects): the checks of issue 3."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pertprobe.data.dataset import DatasetSpec
+from pertprobe.data.de import de_gene_sets
+from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
+from pertprobe.registry import entries
+from pertprobe.response.bounds import split_half_ceiling
+from pertprobe.response.gene_embeddings import data_pca, random_embedding
+from pertprobe.response.metrics import response_metrics
+from pertprobe.response.predictors import predict
+from pertprobe.response.statistics import paired_comparisons
+from pertprobe.response.training import TrainingData
+
+from ...conftest import TEST_DATA
+
+FAST = [e for e in entries("predictor") if not e.gpu]  # the torch models have their own tests
+
+
+@pytest.fixture(scope="module")
+def run():
+    spec = DatasetSpec(batch_col="batch")
+    result = preprocess(load_counts(TEST_DATA / "sim_crispri.h5ad", spec), spec,
+                        PreprocessConfig(n_hvg=300, n_folds=3, seeds=(0, 1)))
+    pb, de = result.pseudobulk, de_gene_sets(result.de)
+    frames = []
+    for (seed, fold), rows in result.splits.groupby(["seed", "fold"]):
+        train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
+        test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
+        observed = pb.means.loc[test]
+        embeddings = {"data_pca": data_pca(pb.means.loc[train], pb.targets, 10, seed),
+                      "random": random_embedding(pb.genes, 10, seed)}
+        runs = [(p.name, "none", None) for p in FAST if not p.needs_embedding]
+        runs += [(p.name, e, embeddings[e]) for p in FAST if p.needs_embedding for e in embeddings]
+        for name, emb_name, emb in runs:
+            pred, _ = predict(name, pb, train, test, embedding=emb, by_batch=result.pseudobulk_by_batch, seed=seed)
+            frames.append(response_metrics(pred, observed, pb.control, de).assign(model=name, embedding=emb_name))
+        frames.append(response_metrics(observed.copy(), observed, pb.control, de).assign(model="oracle",
+                                                                                          embedding="none"))
+        ceiling = split_half_ceiling(result.adata.X, result.adata.obs["perturbation"].to_numpy(), pb.genes, test,
+                                     pb.control, de, n_draws=3, seed=seed)
+        frames.append(ceiling.assign(model="ceiling", embedding="none"))
+        for frame in frames[-(len(runs) + 2):]:
+            frame["seed"], frame["split"] = seed, f"fold{fold}"
+    metrics = pd.concat(frames, ignore_index=True).assign(dataset="sim")
+    return metrics, result
+
+
+def _score(metrics, model, metric, embedding="none"):
+    sel = metrics[(metrics["model"] == model) & (metrics["metric"] == metric) & (metrics["embedding"] == embedding)]
+    return sel.groupby(["seed", "split"])["value"].mean().mean()
+
+
+def test_oracle_is_perfect_on_every_metric(run):
+    metrics, _ = run
+    from pertprobe.response.metrics import directions
+
+    oracle = metrics[metrics["model"] == "oracle"]
+    for metric, values in oracle.groupby("metric")["value"]:
+        np.testing.assert_allclose(values, 1.0 if directions()[metric] else 0.0, atol=1e-12, err_msg=metric)
+
+
+@pytest.mark.parametrize("model", ["no_change", "mean", "mean_of_means"])
+def test_constant_predictors_rank_exactly_one_half(run, model):
+    metrics, _ = run
+    for metric in ("rank_delta", "rank_raw"):
+        values = metrics[(metrics["model"] == model) & (metrics["metric"] == metric)]["value"]
+        assert len(values) and (values == 0.5).all(), (model, metric)
+
+
+def test_crispr_informed_mean_beats_mean_on_rank(run):
+    metrics, _ = run
+    assert _score(metrics, "crispr_informed_mean", "rank_delta") < _score(metrics, "mean", "rank_delta") - 0.2
+
+
+def test_linear_model_with_data_embedding_beats_mean_on_pearson_delta(run):
+    """Effects are structured by gene programs, so the data-derived embedding carries signal."""
+    metrics, _ = run
+    stats = paired_comparisons(metrics.query("model in ['linear', 'mean']"), n_bootstrap=500)
+    row = stats[(stats["metric"] == "pearson_delta") & (stats["predictor_a"] == "linear/data_pca")
+                & (stats["predictor_b"] == "mean")].iloc[0]
+    assert row["mean_difference"] > 0.02 and row["ci_low"] > 0
+
+
+@pytest.mark.parametrize("model", ["linear", "knn", "ridge"])
+def test_random_embeddings_do_no_better_than_the_mean(run, model):
+    metrics, _ = run
+    assert _score(metrics, model, "pearson_delta", "random") < _score(metrics, "mean", "pearson_delta") + 0.02
+    assert _score(metrics, model, "pearson_delta", "random") < _score(metrics, model, "pearson_delta", "data_pca")
+
+
+def test_ceiling_is_above_every_predictor(run):
+    metrics, _ = run
+    predictors = metrics[~metrics["model"].isin(["ceiling", "oracle"])]
+    per_model = predictors.groupby(["model", "embedding", "metric"])["value"].mean().unstack("metric")
+    for metric in ("pearson_delta", "pearson_de_delta", "cosine_delta"):
+        assert _score(metrics, "ceiling", metric) > per_model[metric].max(), metric
+
+
+def test_additive_beats_mean_on_combinations_whose_singles_were_trained(run):
+    metrics, result = run
+    combos = [p for p in result.pseudobulk.perturbations if "+" in p]
+    sel = metrics[metrics["perturbation"].isin(combos) & (metrics["metric"] == "pearson_delta")]
+    additive = sel[sel["model"] == "additive"].set_index(["seed", "split", "perturbation"])["value"]
+    mean = sel[sel["model"] == "mean"].set_index(["seed", "split", "perturbation"])["value"]
+    splits = result.splits
+    trained = []
+    for (seed, split, pert) in additive.index:
+        rows = splits[(splits["seed"] == seed) & (splits["fold"] == int(split.removeprefix("fold")))]
+        train = set(rows.loc[rows["split"] == "train", "perturbation"])
+        trained.append(all(s in train for s in pert.split("+")))
+    trained = np.array(trained)
+    assert trained.sum() >= 3
+    assert (additive[trained] - mean[trained]).mean() > 0.05
+    np.testing.assert_allclose(additive[~trained], mean[~trained])  # fallback is the mean
+
+
+def test_embedding_fallback_is_counted():
+    genes = pd.Index([f"g{i}" for i in range(30)])
+    rng = np.random.default_rng(0)
+    from pertprobe.data.pseudobulk import Pseudobulk
+
+    perts = ["g1", "g2", "g3", "g4", "g5", "g6", "NOPE"]
+    means = pd.DataFrame(rng.normal(size=(8, 30)), index=perts + ["control"], columns=genes)
+    pb = Pseudobulk(means, pd.Series(10, index=means.index), {p: [p] if p in genes else [] for p in perts},
+                    "control", "CRISPRi")
+    emb = random_embedding(genes[:20], 4, 0)
+    pred, info = predict("ridge", pb, ["g1", "g2", "g3", "g4", "g5"], ["g6", "NOPE"], embedding=emb)
+    assert info["n_fallback"] == 1 and info["fallback"] == ["NOPE"]
+    mean_pred, _ = predict("mean", pb, ["g1", "g2", "g3", "g4", "g5"], ["NOPE"])
+    np.testing.assert_allclose(pred.loc["NOPE"], mean_pred.loc["NOPE"])
+    assert "alpha" in info["hyperparameters"]
+
+
+def test_linear_model_solves_its_ridge_problem():
+    """K from the closed form satisfies the two-sided ridge normal equations."""
+    from pertprobe.response.predictors import _linear_fit_predict
+
+    rng = np.random.default_rng(1)
+    genes = pd.Index([f"g{i}" for i in range(40)])
+    means = pd.DataFrame(rng.normal(size=(12, 40)), index=[f"p{i}" for i in range(12)], columns=genes)
+    train = TrainingData(means, pd.Series(5, index=means.index), np.zeros(40), {}, "CRISPRi")
+    P = rng.normal(size=(12, 6))
+    lam = 0.3
+    pred, info = _linear_fit_predict(train, list(means.index), P, means.to_numpy(), P, 0, n_components=5, ridge=lam)
+    G = data_pca(means, {}, 5, 0).to_numpy()
+    Y = means.to_numpy().T
+    b = Y.mean(axis=1, keepdims=True)
+    # recover K from predictions on the training embeddings: pred.T - b = G K P^T
+    K = np.linalg.lstsq(G, np.linalg.lstsq(P, (pred.T - b).T, rcond=None)[0].T, rcond=None)[0]
+    # the two-sided ridge normal equations: (G'G + λI) K (P'P + λI) = G'(Y − b)P
+    lhs = (G.T @ G + lam * np.eye(5)) @ K @ (P.T @ P + lam * np.eye(6))
+    np.testing.assert_allclose(lhs, G.T @ (Y - b) @ P, atol=1e-8)
+    assert info == {"n_components": 5, "ridge": lam}
