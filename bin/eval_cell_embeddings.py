@@ -79,7 +79,8 @@ def main(embedding_paths: tuple[str, ...], h5ad_path: str, splits_path: str, dat
                              "pass one embedding per model")
         models[embedding_path] = model
     # Several embeddings in one process share its compiled kernels (scib-metrics' JAX, umap's numba).
-    for embedding_path, model in models.items():
+    for i, (embedding_path, model) in enumerate(models.items(), start=1):
+        click.echo(f"scoring {model} ({i}/{len(models)}): {len(alignments)} alignment(s) x {len(tasks)} task(s)", err=True)
         summary, per_pert = evaluate_embedding(ad.read_h5ad(embedding_path), processed, splits, dataset,
                                                relationships, config)
         write_table(summary.set_index("dataset"), f"{prefix}.{model}.cell_metrics.csv")

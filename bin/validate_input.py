@@ -8,13 +8,24 @@ from pertprobe.cli import command, dataset_options
 @command("validate_input.py", packages=["anndata", "h5py", "numpy", "pandas"])
 @click.option("--h5ad", "h5ad_path", required=True, help="Input dataset (.h5ad).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="Write the summary as JSON.")
+@click.option("--n-folds", default=None, type=click.IntRange(min=2),
+              help="Folds over perturbations the run will use (at most one per perturbation; default: not checked).")
+@click.option("--min-cells-per-gene", default=None, type=click.IntRange(min=0),
+              help="PREPROCESS's gene filter: enough genes besides the targets must pass it (default: not checked).")
+@click.option("--min-genes-per-cell", default=None, type=click.IntRange(min=0),
+              help="PREPROCESS's cell filter: enough control cells must pass it (default: not checked).")
+@click.option("--max-unresolved-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="Largest share of perturbations whose target genes are not all measured.")
 @dataset_options
-def main(h5ad_path: str, out_path: str | None, spec) -> None:
+def main(h5ad_path: str, out_path: str | None, n_folds: int | None, min_cells_per_gene: int | None,
+         min_genes_per_cell: int | None, max_unresolved_fraction: float, spec) -> None:
     """Validate H5AD; exit non-zero with a message naming the file, field and fix on bad input."""
-    from pertprobe.data.validate import validate_dataset
+    from pertprobe.data.validate import RunChecks, validate_dataset
     from pertprobe.io import write_json
 
-    summary = validate_dataset(h5ad_path, spec)
+    checks = RunChecks(n_folds=n_folds, min_cells_per_gene=min_cells_per_gene, min_genes_per_cell=min_genes_per_cell,
+                       max_unresolved_fraction=max_unresolved_fraction)
+    summary = validate_dataset(h5ad_path, spec, checks)
     if out_path:
         write_json(summary, out_path)
     click.echo(f"{h5ad_path}: OK ({summary['n_cells']} cells, {summary['n_genes']} genes, "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import platform
+import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -43,12 +45,25 @@ class _Command(click.Command):
             raise click.UsageError(str(err), ctx) from err
 
 
+def log_progress() -> None:
+    """Send pertprobe's progress messages (logger 'pertprobe', level INFO) to stderr with the time of
+    day: Nextflow keeps them in each task's .command.log."""
+    logger = logging.getLogger("pertprobe")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def command(prog: str, packages: Sequence[str] = ()) -> Callable[[Callable[..., Any]], click.Command]:
-    """Decorate a function as a pertprobe command with `--version` and `--versions-yml`."""
+    """Decorate a function as a pertprobe command with `--version`, `--versions-yml` and progress logs."""
 
     def decorate(func: Callable[..., Any]) -> click.Command:
         @functools.wraps(func)
         def wrapper(*args: Any, versions_yml: str | None, task_process: str, **kwargs: Any) -> Any:
+            log_progress()
             result = func(*args, **kwargs)
             if versions_yml:
                 write_versions_yml(versions_yml, task_process, packages)

@@ -129,7 +129,7 @@ def test_stub_run_of_whole_pipeline(tmp_path):
     nextflow(tmp_path, "-profile", "test", "--outdir", "results", "-stub-run", "-with-trace", "trace.txt")
     trace = read_trace(tmp_path / "trace.txt")
     assert set(trace["status"]) == {"COMPLETED"}
-    assert set(trace["process"]) == {"VALIDATE_SAMPLESHEET", "VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
+    assert set(trace["process"]) == {"VALIDATE_SAMPLESHEET", "VALIDATE_SIDE_INPUTS", "VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
                          "EMBED_GENES", "PREDICT", "EVALUATE", "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
@@ -143,6 +143,43 @@ def test_bad_dataset_column_fails_in_validate_input_with_the_fix(tmp_path):
     assert result.returncode != 0
     assert "VALIDATE_INPUT" in out and "obs['guide_identity']" in out and "perturbation_col" in out
     assert not (tmp_path / "results" / "preprocess").exists()
+
+
+def _stopped_before_any_work(launch: Path, result: subprocess.CompletedProcess, process: str, words: list[str]):
+    """The run failed in `process` with a message holding `words`, ran no other kind of task and
+    published nothing beyond pipeline_info/."""
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert process in out and all(w in out for w in words), out[-3000:]
+    ran = {line.split("> ")[1].split(" ")[0].split(":")[-1] for line in out.splitlines() if "Submitted process >" in line}
+    assert ran <= {"VALIDATE_SAMPLESHEET", "VALIDATE_SIDE_INPUTS", "VALIDATE_INPUT"}, ran
+    results = launch / "results"
+    assert not results.exists() or {p.name for p in results.iterdir()} <= {"pipeline_info"}
+
+
+def test_bad_known_relationships_stop_the_run_before_any_work(tmp_path):
+    bad = tmp_path / "relationships.tsv"
+    bad.write_text("a\tb\nGENE1\tGENE2\n")
+    result = nextflow(tmp_path, "-profile", "test", "--known_relationships", str(bad), "--outdir", "results", check=False)
+    _stopped_before_any_work(tmp_path, result, "VALIDATE_SIDE_INPUTS", [str(bad.name), "gene_a", "Fix:"])
+
+
+def test_a_dataset_whose_labels_do_not_name_measured_genes_stops_before_any_work(tmp_path):
+    import anndata as ad
+
+    adata = ad.read_h5ad(TEST_DATA / "sim_crispri.h5ad")
+    labels = adata.obs["perturbation"].astype(str)
+    adata.obs["perturbation"] = labels.where(labels == "control", "sg" + labels + "_1")
+    adata.write_h5ad(tmp_path / "guides.h5ad")
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("dataset,h5ad,perturbation_type,gene_id_type,batch_col\nguides,guides.h5ad,CRISPRi,symbol,batch\n")
+    result = nextflow(tmp_path, "-profile", "test", "--input", str(sheet), "--outdir", "results", check=False)
+    _stopped_before_any_work(tmp_path, result, "VALIDATE_INPUT", ["do not name measured genes", "guide", "Fix:"])
+
+
+def test_more_folds_than_perturbations_stop_before_any_work(tmp_path):
+    result = nextflow(tmp_path, "-profile", "test", "--n_folds", "100", "--outdir", "results", check=False)
+    _stopped_before_any_work(tmp_path, result, "VALIDATE_INPUT", ["n_folds", "--n_folds 46 or fewer"])
 
 
 def test_bad_samplesheet_names_line_and_field(tmp_path):

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from pertprobe import registry
 from pertprobe.data.pseudobulk import Pseudobulk
 from pertprobe.models.adapters import run

@@ -13,7 +13,8 @@ from pertprobe import __version__
 from ..conftest import BIN
 
 COMMANDS = ["simulate.py", "validate_samplesheet.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
-            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py", "registry.py"]
+            "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py", "registry.py",
+            "validate_side_inputs.py"]
 
 
 def test_every_command_is_listed_and_executable():
@@ -138,3 +139,38 @@ def test_prediction_for_a_missing_split_fails_cleanly(chain, tmp_path):
                  "--seed", "7", "--fold", "0", "--predictor", "mean", "--dataset", "d", cwd=tmp_path)
     assert result.returncode != 0 and "seed=7" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_side_inputs_are_read_with_the_steps_readers(tmp_path):
+    import json
+
+    from ..conftest import TEST_DATA
+
+    models = TEST_DATA / "models"
+    out = tmp_path / "ok.json"
+    result = run(BIN / "validate_side_inputs.py", "--known-relationships", TEST_DATA / "known_relationships.tsv",
+                 "--gene-id-map", models / "gene_id_map.tsv", "--side-input", f"esm2={models / 'proteins.fasta'}",
+                 "--side-input", f"genept={models / 'gene_descriptions.tsv'}", "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(out.read_text())
+    assert summary["protein_fasta"]["n_records"] > 0 and summary["known_relationships"]["n_pairs"] > 0
+
+
+@pytest.mark.parametrize(("option", "content", "words"), [
+    ("--known-relationships", "a\tb\nX\tY\n", ["gene_a", "header line"]),
+    ("--gene-embedding-table", "gene,dim0\nA,x\n", ["not numeric"]),
+    ("--side-input", ">A\nMK?Q\n", ["ESM alphabet", "Fix:"]),
+    ("--side-input", "gene,text\nA,a kinase\n", ["description", "Fix:"]),
+])
+def test_a_bad_side_input_names_its_file_and_the_fix(tmp_path, option, content, words):
+    bad = tmp_path / ("bad.fasta" if content.startswith(">") else "bad.tsv" if "\t" in content else "bad.csv")
+    bad.write_text(content)
+    value = str(bad)
+    if option == "--side-input":
+        value = f"{'esm2' if content.startswith('>') else 'genept'}={bad}"
+    out = tmp_path / "out.json"
+    result = run(BIN / "validate_side_inputs.py", option, value, "--out", out, cwd=tmp_path)
+    assert result.returncode == 2 and str(bad) in result.stderr, result.stderr
+    assert not out.exists()
+    for word in words:
+        assert word in result.stderr, result.stderr

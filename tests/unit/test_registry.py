@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from pertprobe import registry
 from pertprobe.registry_docs import SCHEMA_PARAMS
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from .separability import energy_to_control, holdout_batches, probe_accuracy
 if TYPE_CHECKING:
     import anndata as ad
 
+LOG = logging.getLogger(__name__)
 DOCS = "docs/metrics.md#cell-embedding-benchmark-embedders-alignment-and-the-five-tasks"
 SOURCE = "Bendidi et al. 2024; EFAAR (Celik et al. 2024)"
 SUMMARY_COLUMNS = ["dataset", "model", "alignment", "task", "metric", "value", "sd", "n"]
@@ -147,20 +150,23 @@ def integrity_task(t: TaskInput) -> TaskResult:
 
 
 def run_tasks(x: np.ndarray, processed: ad.AnnData, splits: pd.DataFrame, relationships: pd.DataFrame | None,
-              nulls: list[str], config: CellBenchmarkConfig) -> tuple[list[dict], pd.DataFrame]:
-    """All requested tasks on one aligned embedding: summary rows and a per-perturbation table."""
+              nulls: list[str], config: CellBenchmarkConfig, label: str = "") -> tuple[list[dict], pd.DataFrame]:
+    """All requested tasks on one aligned embedding: summary rows and a per-perturbation table.
+    Each task's end is logged (`label`, task i/n, seconds) so that a long run shows where it is."""
     pert = processed.obs["perturbation"].astype(str).to_numpy()
     is_control = pert == processed.uns["pertprobe"]["control_label"]
     inputs = TaskInput(x, processed, splits, relationships, nulls, config, pert,
                        processed.obs["batch"].astype(str).to_numpy(), is_control)
     rows: list[dict] = []
     per_pert = pd.DataFrame({"perturbation": sorted(set(pert[~is_control]))})
-    for entry in entries("cell_task"):
-        if entry.name in config.tasks:
-            task_rows, table = entry.func(inputs)
-            rows += task_rows
-            if table is not None:
-                per_pert = per_pert.merge(table, on="perturbation", how="left")
+    chosen = [e for e in entries("cell_task") if e.name in config.tasks]
+    for i, entry in enumerate(chosen, start=1):
+        start = time.perf_counter()
+        task_rows, table = entry.func(inputs)
+        LOG.info("%s task %s (%d/%d) done in %.1f s", label, entry.name, i, len(chosen), time.perf_counter() - start)
+        rows += task_rows
+        if table is not None:
+            per_pert = per_pert.merge(table, on="perturbation", how="left")
     return rows, per_pert
 
 
@@ -182,7 +188,8 @@ def evaluate_embedding(emb: ad.AnnData, processed: ad.AnnData, splits: pd.DataFr
     summaries, tables = [], []
     for method in config.alignments:
         x = align(values, processed.obs["batch"].astype(str).to_numpy(), is_control, method)
-        rows, per_pert = run_tasks(x, processed, splits, relationships, nulls, config)
+        rows, per_pert = run_tasks(x, processed, splits, relationships, nulls, config,
+                                   label=f"{model} {method} ({config.alignments.index(method) + 1}/{len(config.alignments)})")
         summaries += [{"dataset": dataset, "model": model, "alignment": method, **r} for r in rows]
         per_pert.insert(0, "alignment", method)
         tables.append(per_pert)

@@ -7,6 +7,7 @@ which columns become meta-map keys (`meta`). Users with nf-schema can validate a
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ def read_samplesheet(path: str | Path, schema_path: str | Path, source: str | No
         header = reader.fieldnames or []
         unknown = [c for c in header if c not in item["properties"]]
         if unknown:
+            close = difflib.get_close_matches(unknown[0], columns, n=1)
+            hint = f"rename it to '{close[0]}'" if close else f"use only the columns {','.join(columns)}"
             raise InputError(f"{source} line 1", unknown[0], f"unknown column (header: {','.join(header)})",
-                             f"use only the columns {','.join(columns)} (docs/usage.md)")
+                             f"{hint} (columns: docs/usage.md)")
         # nf-schema reads an empty cell as an absent value: the default applies.
         rows = [{k: v.strip() for k, v in row.items() if v is not None and v.strip()} for row in reader]
     if len(rows) < schema.get("minItems", 0):

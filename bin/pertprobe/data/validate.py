@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,20 @@ from ..errors import InputError
 from .dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, looks_like_ensembl, split_targets
 
 _CHUNK = 5_000_000  # stored values checked per read
+MIN_FREE_GENES = 20  # genes besides the targets that must survive gene QC for there to be a readout
+GUIDE_LIKE = re.compile(r"^(sg|guide)|_\d+$", re.IGNORECASE)
+OTHER_COMBINATION_SEPARATORS = ("_", " + ", ";", "|", ",")
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """Parameters of the run that must work with the dataset (checked before any heavy task; None:
+    not checked, e.g. when only the file is validated)."""
+
+    n_folds: int | None = None
+    min_cells_per_gene: int | None = None
+    min_genes_per_cell: int | None = None
+    max_unresolved_fraction: float = 0.2  # share of perturbations whose targets are not all measured
 
 
 def _read_elem(group: h5py.Group) -> Any:
@@ -70,6 +86,74 @@ def _check_counts(path: str, f: h5py.File, layer: str | None) -> dict[str, Any]:
     return {"counts_field": field, "counts_dtype": str(values.dtype)}
 
 
+def _detection(elem: h5py.Dataset | h5py.Group, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cells in which each gene is detected and genes detected in each cell (count > 0), read in chunks."""
+    n_obs, n_vars = shape
+    cells_per_gene = np.zeros(n_vars, dtype=np.int64)
+    genes_per_cell = np.zeros(n_obs, dtype=np.int64)
+    if isinstance(elem, h5py.Group):  # CSR (rows = cells) or CSC (rows = genes)
+        csr = elem.attrs.get("encoding-type", "csr_matrix") == "csr_matrix"
+        indptr = np.asarray(elem["indptr"])
+        data, indices = elem["data"], elem["indices"]
+        inner, outer = (cells_per_gene, genes_per_cell) if csr else (genes_per_cell, cells_per_gene)
+        for start in range(0, data.shape[0], _CHUNK):
+            stop = min(start + _CHUNK, data.shape[0])
+            hit = np.asarray(data[start:stop]) > 0
+            inner += np.bincount(np.asarray(indices[start:stop])[hit], minlength=inner.size)
+            rows = np.searchsorted(indptr, np.arange(start, stop)[hit], side="right") - 1
+            outer += np.bincount(rows, minlength=outer.size)
+    else:
+        step = max(1, _CHUNK // max(1, n_vars))
+        for start in range(0, n_obs, step):
+            block = np.asarray(elem[start:start + step]) > 0
+            cells_per_gene += block.sum(axis=0)
+            genes_per_cell[start:start + step] = block.sum(axis=1)
+    return cells_per_gene, genes_per_cell
+
+
+def _unresolved_fix(labels: list[str], gene_names: set[str], var_looks_ensembl: bool, spec: DatasetSpec) -> str:
+    """The most likely reason why perturbation labels do not name measured genes, as a fix."""
+    if var_looks_ensembl and not spec.gene_symbol_col:
+        return ("var_names are Ensembl IDs and the labels are not: set gene_symbol_col in the samplesheet to the "
+                "var column holding gene symbols")
+    if any(GUIDE_LIKE.search(lab) for lab in labels):
+        return "the labels look like guide names: relabel each cell with its target gene (one label per target)"
+    return ("label each perturbation by its target gene as named in the dataset (var_names or gene_symbol_col), "
+            "or raise --max_unresolved_fraction if these perturbations have no measured target")
+
+
+def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series, unresolved: list[str],
+               gene_names: set[str], var_looks_ensembl: bool, target_columns: np.ndarray,
+               cells_per_gene: np.ndarray, genes_per_cell: np.ndarray, is_control: np.ndarray) -> None:
+    """Stop combinations of parameters and data that cannot give a meaningful run."""
+    for sep in OTHER_COMBINATION_SEPARATORS:  # A_B would silently run as one unknown perturbation
+        wrong = [lab for lab in unresolved if sep in lab and all(p.strip() in gene_names for p in lab.split(sep))]
+        if wrong:
+            raise InputError(path, f"obs['{spec.perturbation_col}']", f"{len(wrong)} labels look like combinations "
+                             f"written with {sep!r} (e.g. {wrong[0]!r})", f"write combinations as A+B "
+                             f"(e.g. {'+'.join(p.strip() for p in wrong[0].split(sep))!r})")
+    if spec.perturbation_type != "drug" and len(unresolved) > checks.max_unresolved_fraction * len(perts):
+        raise InputError(path, f"obs['{spec.perturbation_col}']",
+                         f"{len(unresolved)} of {len(perts)} perturbations do not name measured genes "
+                         f"(e.g. {', '.join(map(repr, unresolved[:4]))}), above --max_unresolved_fraction "
+                         f"{checks.max_unresolved_fraction}", _unresolved_fix(unresolved, gene_names, var_looks_ensembl,
+                                                                              spec))
+    if checks.n_folds is not None and checks.n_folds > len(perts):
+        raise InputError(path, "n_folds", f"{checks.n_folds} folds but only {len(perts)} perturbations",
+                         f"use --n_folds {len(perts)} or fewer")
+    free = cells_per_gene[~target_columns]
+    passing = int((free >= (checks.min_cells_per_gene or 0)).sum())
+    if checks.min_cells_per_gene is not None and passing < min(MIN_FREE_GENES, free.size):
+        enough = int(np.sort(free)[::-1][min(MIN_FREE_GENES, free.size) - 1]) if free.size else 0
+        raise InputError(path, "min_cells_per_gene", f"only {passing} genes besides the targets are detected in at "
+                         f"least {checks.min_cells_per_gene} cells", f"use --min_cells_per_gene {enough} or lower")
+    kept_controls = int((genes_per_cell[is_control] >= (checks.min_genes_per_cell or 0)).sum())
+    if checks.min_genes_per_cell is not None and kept_controls < spec.min_cells_per_perturbation:
+        enough = int(np.sort(genes_per_cell[is_control])[::-1][min(spec.min_cells_per_perturbation, is_control.sum()) - 1])
+        raise InputError(path, "min_genes_per_cell", f"only {kept_controls} control cells have at least "
+                         f"{checks.min_genes_per_cell} detected genes", f"use --min_genes_per_cell {enough} or lower")
+
+
 def _check_gene_ids(path: str, var_names: pd.Index, spec: DatasetSpec) -> float:
     names = var_names.astype(str)
     frac_ens = float(np.mean([looks_like_ensembl(n) for n in names])) if len(names) else 0.0
@@ -83,8 +167,10 @@ def _check_gene_ids(path: str, var_names: pd.Index, spec: DatasetSpec) -> float:
     return frac_ens
 
 
-def validate_dataset(path: str | Path, spec: DatasetSpec) -> dict[str, Any]:
-    """Validate `path` against `spec`; return a summary, or raise `InputError` naming the fix."""
+def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | None = None) -> dict[str, Any]:
+    """Validate `path` against `spec` (and the run's parameters, `checks`); return a summary, or raise
+    `InputError` naming the file, the field and the fix."""
+    checks = checks or RunChecks()
     path = str(path)
     _check_spec(path, spec)
     if not Path(path).is_file():
@@ -98,14 +184,29 @@ def validate_dataset(path: str | Path, spec: DatasetSpec) -> dict[str, Any]:
         for key in ("obs", "var", "X"):
             if key not in f:
                 raise InputError(path, key, "missing from the file", "write the dataset with anndata's write_h5ad")
-        obs = _read_elem(f["obs"])
-        var = _read_elem(f["var"])
+        try:
+            obs = _read_elem(f["obs"])
+            var = _read_elem(f["var"])
+        except (KeyError, OSError, ValueError, TypeError) as err:
+            raise InputError(path, "obs/var", f"cannot be read as AnnData ({type(err).__name__}: {err})",
+                             "the file is damaged or not written by anndata: write it again with write_h5ad") from err
 
         dup = obs.index[obs.index.duplicated()]
         if len(dup):
             raise InputError(path, "obs_names", f"{len(dup)} duplicated cell names (e.g. {', '.join(map(str, dup[:3]))})",
                              "make them unique, e.g. adata.obs_names_make_unique(), before running")
-        pert = _check_obs_column(path, obs, spec.perturbation_col, "perturbation").astype(str)
+        if len(var) == 0:
+            raise InputError(path, "var", "the file has no genes", "write the expression matrix with its genes")
+        dup = var.index[var.index.duplicated()]
+        if len(dup):
+            raise InputError(path, "var_names", f"{len(dup)} duplicated gene names (e.g. {', '.join(map(str, dup[:3]))})",
+                             "make them unique (adata.var_names_make_unique()) or key genes by Ensembl ID")
+        raw_labels = _check_obs_column(path, obs, spec.perturbation_col, "perturbation")
+        empty = raw_labels.isna().to_numpy() | (raw_labels.astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            raise InputError(path, f"obs['{spec.perturbation_col}']", f"{int(empty.sum())} cells have no perturbation "
+                             "label (NaN or empty)", "label them (the control label for controls) or drop them")
+        pert = raw_labels.astype(str)
         if spec.batch_col:
             batch = _check_obs_column(path, obs, spec.batch_col, "batch")
             if batch.isna().any():
@@ -137,10 +238,16 @@ def validate_dataset(path: str | Path, spec: DatasetSpec) -> dict[str, Any]:
 
         frac_ens = _check_gene_ids(path, var.index, spec)
         counts_info = _check_counts(path, f, spec.counts_layer)
+        counts_elem = f["X"] if spec.counts_layer is None else f["layers"][spec.counts_layer]
+        cells_per_gene, genes_per_cell = _detection(counts_elem, (len(obs), len(var)))
 
-    gene_names = set(var[spec.gene_symbol_col].astype(str)) if spec.gene_symbol_col else set(var.index.astype(str))
+    names = var[spec.gene_symbol_col].astype(str) if spec.gene_symbol_col else var.index.astype(str)
+    gene_names = set(names)
     targets = sorted({t for p in perts.index for t in split_targets(p)})
     missing_targets = [t for t in targets if t not in gene_names]
+    unresolved = sorted(p for p in perts.index if not all(t in gene_names for t in split_targets(p)))
+    _check_run(path, spec, checks, perts, unresolved, gene_names, frac_ens > 0.5, np.isin(names, targets),
+               cells_per_gene, genes_per_cell, (pert == spec.control_label).to_numpy())
     return {
         "file": path,
         "n_cells": int(len(obs)),
@@ -151,6 +258,7 @@ def validate_dataset(path: str | Path, spec: DatasetSpec) -> dict[str, Any]:
         "min_cells_per_perturbation": int(perts.min()),
         "n_targets": len(targets),
         "targets_not_measured": missing_targets,
+        "unresolved_perturbations": unresolved,
         "fraction_ensembl_var_names": frac_ens,
         **counts_info,
     }

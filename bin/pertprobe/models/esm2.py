@@ -127,6 +127,9 @@ def read_fasta(path: str | Path) -> list[ProteinRecord]:
     return out
 
 
+read_side_input = read_fasta  # the reader VALIDATE_SIDE_INPUTS checks --protein_fasta with
+
+
 def select_sequences(genes: pd.DataFrame, records: Sequence[ProteinRecord]) -> np.ndarray:
     """Index into `records` of each dataset gene's sequence (-1 when none).
 

@@ -92,6 +92,9 @@ def read_descriptions(path: str | Path) -> dict[str, str]:
     return dict(zip(genes, texts, strict=True))
 
 
+read_side_input = read_descriptions  # the reader VALIDATE_SIDE_INPUTS checks --gene_descriptions with
+
+
 def match_descriptions(genes: pd.DataFrame, descriptions: dict[str, str]) -> list[str | None]:
     """Each dataset gene's description: by its Ensembl ID, else by its symbol (exact); None when absent."""
     out: list[str | None] = []

@@ -11,7 +11,10 @@ workflow PREPARE_DATASETS {
 
     main:
     VALIDATE_INPUT(ch_datasets)
-    PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json))
+    // No dataset is processed until every dataset has passed: a bad one stops the run before any work.
+    ch_all_valid = VALIDATE_INPUT.out.json.collect(flat: false)
+    PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json).combine(ch_all_valid.map { 'all valid' })
+        .map { meta, h5ad, json, allValid -> [meta, h5ad, json] })
 
     ch_processed = PREPROCESS.out.h5ad
         .join(PREPROCESS.out.pseudobulk)

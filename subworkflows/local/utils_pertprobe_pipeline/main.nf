@@ -3,6 +3,7 @@
  * the small helpers the subworkflows share.
  */
 include { VALIDATE_SAMPLESHEET } from '../../../modules/local/validate_samplesheet/main'
+include { VALIDATE_SIDE_INPUTS } from '../../../modules/local/validate_side_inputs/main'
 
 /*
  * The registry (assets/registry.json, written by bin/registry.py from the Python implementations
@@ -120,16 +121,25 @@ workflow PIPELINE_INITIALISATION {
     selectNames('--cell_alignments', 'alignment', params.cell_alignments)
     selectNames('--cell_tasks', 'cell_task', params.cell_tasks)
     checkpoints(cellEmbedders().findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders')
-    geneModelInputs()
+    def sides = geneModelInputs().findAll { it[2] }
 
     VALIDATE_SAMPLESHEET(file(input, checkIfExists: true), file("${projectDir}/assets/schema_input.json"), input)
+    // Side inputs are read by their steps' own code now, so a bad one stops the run before any work.
+    VALIDATE_SIDE_INPUTS(
+        optionalFile(params.known_relationships),
+        csvList(params.gene_embedding_tables).collect { file(it, checkIfExists: true) },
+        optionalFile(params.gene_id_map),
+        sides.collect { it[0] },
+        sides.collect { it[2] },
+    )
     ch_datasets = VALIDATE_SAMPLESHEET.out.json
         .splitJson()
-        .map { row -> [row.meta, file(row.h5ad, checkIfExists: true)] }
+        .combine(VALIDATE_SIDE_INPUTS.out.json)
+        .map { row, sideInputs -> [row.meta, file(row.h5ad, checkIfExists: true)] }
 
     emit:
     datasets = ch_datasets  // [meta, h5ad]
-    versions = VALIDATE_SAMPLESHEET.out.versions
+    versions = VALIDATE_SAMPLESHEET.out.versions.mix(VALIDATE_SIDE_INPUTS.out.versions)
 }
 
 def completionSummary() {

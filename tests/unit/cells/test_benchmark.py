@@ -4,6 +4,7 @@ metrics respond to alignment, scVI never trains on its query batch, the command'
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,22 @@ def scores(screen):
                                                "sim", sim.program_relationships(), FAST)
         out[name] = (summary.set_index(["alignment", "metric"])["value"], per_pert)
     return out
+
+
+def test_rerunning_the_batch_task_gives_the_same_bytes(screen):
+    """Same embedding, same seeds, same process: identical scores, whatever ran before (issue 12:
+    kBET's diffusion map used to draw ARPACK start vectors from the process's generator)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg
+
+    _, result = screen
+    emb = pca(result.adata, n_comps=15, seed=0)
+    config = CellBenchmarkConfig(alignments=("center",), tasks=("batch",), n_neighbors=30)
+    first = evaluate_embedding(emb, result.adata, result.splits, "sim", None, config)[0]
+    m = sp.random(300, 300, density=0.05, random_state=1)
+    scipy.sparse.linalg.eigsh((m + m.T).tocsr(), k=10)  # move ARPACK's internal generator on
+    again = evaluate_embedding(emb, result.adata, result.splits, "sim", None, config)[0]
+    assert first.to_csv() == again.to_csv()
 
 
 def test_summary_covers_every_task_and_alignment(scores):
@@ -131,6 +148,9 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
     both = subprocess.run(base + ["--embedding", "r.h5ad", "--tasks", "relationships,integrity", "--alignments", "center",
                                   "--prefix", "both"], cwd=tmp_path, capture_output=True, text=True)
     assert both.returncode == 0, both.stderr
+    # Progress in the task log: each embedding i/n, then each task of each alignment with its time.
+    assert "scoring pca (1/2)" in both.stderr and "scoring random (2/2)" in both.stderr
+    assert re.search(r"random center \(1/1\) task integrity \(2/2\) done in [\d.]+ s", both.stderr), both.stderr
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "both.pca.cell_metrics.csv"), table)
     assert set(pd.read_csv(tmp_path / "both.random.cell_metrics.csv")["model"]) == {"random"}
     twice = subprocess.run(base + ["--embedding", "e.h5ad", "--prefix", "twice"], cwd=tmp_path, capture_output=True,

@@ -242,6 +242,34 @@ def test_kbet_is_deterministic_and_uses_exact_diffusion_neighbours():
     assert nearest_neighbors.pynndescent.__name__ == "pynndescent"  # the library is left as it was
 
 
+def _advance_arpack() -> None:
+    """Draw ARPACK's internal start vectors, as any earlier eigsh call in the process does."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg
+
+    m = sp.random(300, 300, density=0.05, random_state=1)
+    for _ in range(3):
+        scipy.sparse.linalg.eigsh((m + m.T).tocsr(), k=10)
+
+
+def test_kbet_does_not_depend_on_earlier_arpack_calls_in_the_process():
+    """Each EVAL_CELL_EMBEDDINGS task scores several embeddings and alignments in one process; the
+    diffusion map's eigenvectors must not depend on what ran before (issue 12)."""
+    import scipy.sparse.linalg
+    from pertprobe.cells.batch_mixing import exact_neighbors, kbet
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([f"p{i}" for i in range(4)], 150)
+    batch = np.tile(["b0", "b1", "b2"], 200)
+    values = (rng.standard_normal((600, 8)) + 0.4 * (batch == "b1")[:, None]).astype(np.float32)
+    graph = exact_neighbors(values, 90)
+    eigsh = scipy.sparse.linalg.eigsh
+    first = kbet(graph, batch, labels)
+    _advance_arpack()
+    assert kbet(graph, batch, labels) == first
+    assert scipy.sparse.linalg.eigsh is eigsh  # the library is left as it was
+
+
 @pytest.mark.slow
 def test_kbet_agrees_with_scib_metrics_approximate_neighbours():
     """On small labels pynndescent finds the exact neighbours, so scib-metrics' own kBET agrees."""

@@ -121,3 +121,22 @@ def test_bundled_test_data_is_the_simulators_output(tmp_path):
     assert (bundled.X != fresh.X).nnz == 0
     assert bundled.obs.equals(fresh.obs)
     assert list(bundled.var_names) == list(fresh.var_names)
+
+
+def test_simulator_doc_describes_the_bundled_data():
+    """docs/simulator.md states the bundled file's size; the numbers must be the file's."""
+    import re
+
+    import anndata as ad
+
+    from ...conftest import ROOT, TEST_DATA
+
+    text = (ROOT / "docs" / "simulator.md").read_text()
+    found = re.search(r"\(([\d,]+) cells × (\d+) genes, (\d+) perturbations of which (\d+) are combinations, "
+                      r"(\d+) batches", text)
+    assert found, "docs/simulator.md no longer states the bundled data's size"
+    adata = ad.read_h5ad(TEST_DATA / "sim_crispri.h5ad", backed="r")
+    labels = adata.obs["perturbation"].astype(str)
+    perts = set(labels) - {"control"}
+    actual = (adata.n_obs, adata.n_vars, len(perts), sum("+" in p for p in perts), adata.obs["batch"].nunique())
+    assert tuple(int(g.replace(",", "")) for g in found.groups()) == actual

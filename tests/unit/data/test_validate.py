@@ -120,3 +120,124 @@ def test_command_fails_cleanly_and_writes_nothing(tmp_path, small_h5ad):
     assert "Traceback" not in result.output
     assert not out.exists()
     assert list(tmp_path.glob(".summary.json*")) == []
+
+
+# ---- checks that used to pass validation and produce a report on the wrong data (issue 12) -------
+
+def _expect_checks(path, spec, checks, field, fix_words):
+    from pertprobe.data.validate import validate_dataset
+
+    with pytest.raises(InputError) as info:
+        validate_dataset(path, spec, checks)
+    msg = str(info.value)
+    assert str(path) in msg and field in msg and "Fix:" in msg
+    for word in fix_words:
+        assert word in msg, msg
+    return msg
+
+
+def _relabel(adata, mapping):
+    labels = adata.obs["perturbation"].astype(str)
+    adata.obs["perturbation"] = labels.map(lambda p: mapping(p) if p != "control" else p).astype("category")
+    return adata
+
+
+def test_ensembl_var_names_with_symbol_labels_need_gene_symbol_col(tmp_path, small_sim, spec):
+    adata = small_sim.to_anndata()
+    adata.var["symbol"] = adata.var_names
+    adata.var_names = [f"ENSG{i:011d}" for i in range(adata.n_vars)]
+    path = _write(adata, tmp_path)
+    _expect(path, replace(spec, gene_id_type="ensembl"), "obs['perturbation']", ["gene_symbol_col", "Ensembl"])
+    assert validate_dataset(path, replace(spec, gene_id_type="ensembl", gene_symbol_col="symbol"))["n_cells"] > 0
+
+
+def test_guide_level_labels_are_not_targets(tmp_path, small_sim, spec):
+    path = _write(_relabel(small_sim.to_anndata(), lambda p: f"sg{p}_1"), tmp_path)
+    _expect(path, spec, "obs['perturbation']", ["guide", "target gene"])
+
+
+@pytest.mark.parametrize("sep", ["_", " + "])
+def test_combinations_with_another_separator_are_refused(tmp_path, small_sim, spec, sep):
+    """Even a few: each would run as one perturbation with no measured target."""
+    path = _write(_relabel(small_sim.to_anndata(), lambda p: p.replace("+", sep)), tmp_path)
+    _expect(path, spec, "obs['perturbation']", ["A+B", repr(sep), "combinations"])
+
+
+def test_unresolved_share_is_a_parameter(tmp_path, small_sim, spec):
+    from pertprobe.data.validate import RunChecks
+
+    path = _write(_relabel(small_sim.to_anndata(), lambda p: f"sg{p}_1"), tmp_path)
+    assert validate_dataset(path, spec, RunChecks(max_unresolved_fraction=1.0))["unresolved_perturbations"]
+
+
+@pytest.mark.parametrize("value", [np.nan, ""])
+def test_missing_perturbation_labels_are_an_error(tmp_path, small_sim, spec, value):
+    adata = small_sim.to_anndata()
+    labels = adata.obs["perturbation"].astype(object)
+    labels.iloc[:50] = value
+    adata.obs["perturbation"] = labels
+    _expect(_write(adata, tmp_path), spec, "obs['perturbation']", ["50 cells", "NaN or empty"])
+
+
+def test_duplicated_gene_names(tmp_path, small_sim, spec):
+    adata = small_sim.to_anndata()
+    names = list(adata.var_names)
+    names[-1] = names[-2]
+    adata.var_names = names
+    _expect(_write(adata, tmp_path), spec, "var_names", ["duplicated gene names", "var_names_make_unique"])
+
+
+def test_a_file_without_genes(tmp_path, small_sim, spec):
+    adata = small_sim.to_anndata()[:, :0].copy()
+    _expect(_write(adata, tmp_path), spec, "var", ["no genes"])
+
+
+def test_more_folds_than_perturbations(small_h5ad, spec):
+    from pertprobe.data.validate import RunChecks
+
+    _expect_checks(small_h5ad, spec, RunChecks(n_folds=1000), "n_folds", ["--n_folds"])
+
+
+def test_gene_filter_that_keeps_only_targets(small_h5ad, spec):
+    from pertprobe.data.validate import RunChecks
+
+    msg = _expect_checks(small_h5ad, spec, RunChecks(min_cells_per_gene=100_000), "min_cells_per_gene",
+                         ["--min_cells_per_gene"])
+    suggested = int(msg.rsplit("--min_cells_per_gene ", 1)[1].split()[0])
+    assert validate_dataset(small_h5ad, spec, RunChecks(min_cells_per_gene=suggested))  # the fix works
+
+
+def test_cell_filter_that_removes_the_controls(small_h5ad, spec):
+    from pertprobe.data.validate import RunChecks
+
+    msg = _expect_checks(small_h5ad, spec, RunChecks(min_genes_per_cell=100_000), "min_genes_per_cell",
+                         ["--min_genes_per_cell"])
+    suggested = int(msg.rsplit("--min_genes_per_cell ", 1)[1].split()[0])
+    assert validate_dataset(small_h5ad, spec, RunChecks(min_genes_per_cell=suggested))
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+def test_detection_counts_match_the_matrix(tmp_path, small_sim, layout):
+    import h5py
+    from pertprobe.data.validate import _detection
+
+    adata = small_sim.to_anndata()
+    x = adata.X.toarray()
+    adata.X = {"csr": sp.csr_matrix(x), "csc": sp.csc_matrix(x), "dense": x}[layout]
+    path = _write(adata, tmp_path)
+    with h5py.File(path) as f:
+        cells_per_gene, genes_per_cell = _detection(f["X"], adata.shape)
+    np.testing.assert_array_equal(cells_per_gene, (x > 0).sum(axis=0))
+    np.testing.assert_array_equal(genes_per_cell, (x > 0).sum(axis=1))
+
+
+def test_a_damaged_anndata_file_is_named_not_a_traceback(tmp_path, small_h5ad, spec):
+    import shutil
+
+    import h5py
+
+    damaged = tmp_path / "damaged.h5ad"
+    shutil.copy(small_h5ad, damaged)
+    with h5py.File(damaged, "r+") as f:
+        del f["obs"][f["obs"].attrs["_index"]]  # the cell names are gone
+    _expect(damaged, spec, "obs/var", ["cannot be read as AnnData", "write_h5ad"])
