@@ -19,7 +19,8 @@ from pertprobe.cli import command, dataset_options, int_list
 @dataset_options
 def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gene: int, n_hvg: int,
          n_de_genes: int, n_folds: int, seeds: tuple[int, ...], spec) -> None:
-    """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json}."""
+    """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json,
+    label_resolution.csv}."""
     from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
     from pertprobe.io import write_h5ad, write_json, write_table
     config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
@@ -30,6 +31,7 @@ def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gen
     write_table(result.pseudobulk_by_batch, f"{prefix}.pseudobulk_by_batch.parquet")
     result.pseudobulk.save(f"{prefix}.pseudobulk.parquet")
     write_json(result.summary, f"{prefix}.summary.json")
+    write_table(result.resolution.set_index("perturbation"), f"{prefix}.label_resolution.csv")
     write_h5ad(result.adata, f"{prefix}.processed.h5ad")
     s = result.summary
     click.echo(f"{prefix}: {s['n_cells']} cells x {s['n_genes']} genes, {s['n_perturbations']} perturbations")

@@ -53,6 +53,7 @@ class Entry:
     checkpoint: bool = False  # foundation model: reads --<name>_model, runs in its own container
     side_input: str | None = None  # foundation model: the parameter of its extra file (e.g. 'protein_fasta')
     side_option: str | None = None  # ... and the adapter keyword that receives it
+    checkpoint_files: tuple[str, ...] = ()  # foundation model: globs its directory must match ('a|b': either)
     container: str = "base"  # image: containers/<container>/Dockerfile
     func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
@@ -62,6 +63,7 @@ class Entry:
         out.pop("func")
         out["profiles"] = list(self.profiles)
         out["needs"] = list(self.needs)
+        out["checkpoint_files"] = list(self.checkpoint_files)
         return out
 
 

@@ -182,6 +182,17 @@ def test_more_folds_than_perturbations_stop_before_any_work(tmp_path):
     _stopped_before_any_work(tmp_path, result, "VALIDATE_INPUT", ["n_folds", "--n_folds 46 or fewer"])
 
 
+def test_a_checkpoint_directory_without_its_weights_stops_the_run_at_start(tmp_path):
+    broken = tmp_path / "scgpt"
+    shutil.copytree(TEST_DATA / "models" / "scgpt", broken)
+    (broken / "best_model.pt").unlink()
+    result = nextflow(tmp_path, "-profile", "test", "--scgpt_model", str(broken), "--outdir", "results", "-stub-run",
+                      check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "--scgpt_model" in out and "best_model.pt" in out and "Fix:" in out
+    assert "Submitted process" not in out
+
+
 def test_bad_samplesheet_names_line_and_field(tmp_path):
     sheet = tmp_path / "samplesheet.csv"
     sheet.write_text("dataset,h5ad,perturbation_type,gene_id_type\n"

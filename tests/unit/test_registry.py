@@ -159,3 +159,13 @@ def test_every_entry_is_defined_on_its_page():
         page = (ROOT / entry.docs.split("#")[0]).read_text()
         named = (f"`{entry.name}`", f"**{entry.name}**", f"bin/pertprobe/models/{entry.name}.py")
         assert any(n in page for n in named), (entry.kind, entry.name, entry.docs)
+
+
+def test_bundled_checkpoints_hold_every_file_the_registry_requires():
+    """The pipeline refuses a checkpoint directory that lacks one of these globs before any task, so
+    each must match the released layout the adapters read (the bundled tiny checkpoints)."""
+    for entry in (e for e in registry.entries() if e.checkpoint):
+        directory = ROOT / "assets" / "test_data" / "models" / entry.name
+        assert entry.checkpoint_files, entry.name
+        for pattern in entry.checkpoint_files:
+            assert any(list(directory.glob(alt)) for alt in pattern.split("|")), (entry.name, pattern)

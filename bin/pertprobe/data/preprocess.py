@@ -124,6 +124,15 @@ class Preprocessed:
     de: pd.DataFrame
     splits: pd.DataFrame
     summary: dict[str, Any]
+    resolution: pd.DataFrame  # each perturbation label, its targets and the measured genes they resolve to
+
+
+def label_resolution(perturbations: list[str], targets: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per perturbation: its target labels, the measured genes they resolve to, and whether
+    every target resolved (an unresolved perturbation is predicted and scored without its targets)."""
+    rows = [{"perturbation": p, "targets": "+".join(split_targets(p)), "measured_genes": ";".join(targets.get(p, [])),
+             "resolved": len(targets.get(p, [])) == len(split_targets(p))} for p in perturbations]
+    return pd.DataFrame(rows, columns=["perturbation", "targets", "measured_genes", "resolved"])
 
 
 def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> Preprocessed:
@@ -138,8 +147,10 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     if too_small:
         adata = adata[~adata.obs["perturbation"].isin(too_small)].copy()
     if adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index) < config.n_folds:
-        raise ValueError(f"fewer than n_folds={config.n_folds} perturbations keep {spec.min_cells_per_perturbation} "
-                         "cells after QC; lower min_genes_per_cell or min_cells_per_perturbation")
+        kept = adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index)
+        raise ValueError(f"only {kept} perturbations keep {spec.min_cells_per_perturbation} cells after QC, fewer than "
+                         f"--n_folds {config.n_folds}; use --n_folds {kept} or fewer, or lower --min_genes_per_cell / "
+                         "--min_cells_per_perturbation")
     if (adata.obs["perturbation"] == spec.control_label).sum() < 2:
         raise ValueError("fewer than two control cells pass QC; lower min_genes_per_cell")
 
@@ -170,6 +181,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     by_batch.insert(0, "n_cells", by_batch_n.to_numpy())
 
     splits = make_splits(perts, config.n_folds, config.seeds)
+    resolution = label_resolution(perts, pb.targets)
     summary = {
         "n_cells_input": n_cells_in, "n_genes_input": n_genes_in,
         "n_cells": adata.n_obs, "n_genes": adata.n_vars,
@@ -178,6 +190,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
         "n_hvg": int(adata.var["highly_variable"].sum()),
         "n_targets_measured": int(adata.var["is_target"].sum()),
         "perturbations_dropped_after_qc": too_small,
+        "n_perturbations_unresolved": int((~resolution["resolved"]).sum()),
+        "unresolved_perturbations": resolution.loc[~resolution["resolved"], "perturbation"].tolist(),
         "perturbation_type": spec.perturbation_type,
     }
-    return Preprocessed(adata, pb, by_batch, de, splits, summary)
+    return Preprocessed(adata, pb, by_batch, de, splits, summary, resolution)

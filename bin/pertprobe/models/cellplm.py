@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 MODEL = "CellPLM"
 RELEASED_PREFIX = "20231027_85M"
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = ("*.config.json", "*.best.ckpt")
 CONFIG_SUFFIX, CKPT_SUFFIX = ".config.json", ".best.ckpt"
 # State-dict prefixes of modules that only the pre-training model builds: OmicsFormer(head_type=None)
 # minus OmicsFormer(head_type='embedder') is exactly the `decoder.*` tensors (the objectives and the
@@ -194,7 +196,8 @@ def covered_counts(counts: Any, genes: pd.DataFrame, gene_list: list[str], optio
 # Embeddings ----------------------------------------------------------------------------------------
 
 @foundation_model("cells", "cellplm", "Wen et al. 2024, CellPLM (ICLR)",
-                  "CellPLM OmicsFormer cell embeddings (cells of a chunk attend to each other)")
+                  "CellPLM OmicsFormer cell embeddings (cells of a chunk attend to each other)",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *,
                 prefix: str | None = None, grouping: str = "batch", groups: Any = None) -> ModelEmbedding:
     """CellPLM cell embeddings (`out_dict['pred']` of the embedder head), one row per cell in input order.

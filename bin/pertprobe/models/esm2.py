@@ -40,6 +40,8 @@ from .gene_ids import check_coverage, strip_version
 MODEL = "esm2"
 FILES = ("config.json", "vocab.txt", "tokenizer_config.json")
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = (*FILES, "|".join(WEIGHTS))
 # The ESM alphabet (esm.data.Alphabet "ESM-1b" / HF vocab.txt order): special tokens, residues, gaps, mask.
 VOCAB = ("<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N",
          "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>")
@@ -230,7 +232,8 @@ def _embed_sequences(sequences: Sequence[str], tokenizer: Any, model: Any, layer
 
 @foundation_model("genes", "esm2", "Lin et al. 2023, ESM2",
                   "mean residue state of each target's longest protein isoform",
-                  side_input="protein_fasta", side_option="fasta")
+                  side_input="protein_fasta", side_option="fasta",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, fasta: str | Path,
                 max_residues: int = DEFAULT_MAX_RESIDUES, layer: int = -1) -> ModelEmbedding:
     """ESM-2 embedding of every dataset gene the FASTA has a protein sequence for.

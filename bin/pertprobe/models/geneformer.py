@@ -55,6 +55,8 @@ MAPPING_DICTIONARY = "ensembl_mapping_dict{}.pkl"  # optional: Ensembl ID -> voc
 # The released V2 layout (V1: the same names with _gc30M, or no suffix; pytorch_model.bin also accepted).
 FILES = (CONFIG, WEIGHTS[0], TOKEN_DICTIONARIES[0], MEDIAN_DICTIONARY.format(RELEASES[0]),
          NAME_DICTIONARY.format(RELEASES[0]))
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = (CONFIG, "|".join(WEIGHTS), "token_dictionary*.pkl", "gene_median_dictionary*.pkl")
 TARGET_SUM = 10_000  # counts per cell after normalisation, as the official tokenizer
 POOLINGS = ("mean", "cls")
 KINDS = ("token", "contextual")
@@ -405,7 +407,8 @@ def _prepare(counts: Any, genes: pd.DataFrame, checkpoint: str | Path, options: 
 
 
 @foundation_model("cells", "geneformer", "Theodoris et al. 2023, Geneformer",
-                  "mean of gene-token states (rank-value encoding)")
+                  "mean of gene-token states (rank-value encoding)",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_cells(counts: sp.spmatrix, genes: pd.DataFrame, checkpoint: str | Path, options: RunOptions, *,
                 emb_layer: int = -1, pooling: str = "mean", max_length: int | None = None) -> ModelEmbedding:
     """One row per cell: mean of the gene tokens' hidden states (pooling='mean') or the `<cls>` state
@@ -436,7 +439,8 @@ def embed_cells(counts: sp.spmatrix, genes: pd.DataFrame, checkpoint: str | Path
 
 
 @foundation_model("genes", "geneformer", "Theodoris et al. 2023, Geneformer",
-                  "token embeddings (or contextual states) of the targets")
+                  "token embeddings (or contextual states) of the targets",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_genes(genes: pd.DataFrame, checkpoint: str | Path, options: RunOptions, counts: sp.spmatrix | None = None,
                 *, kind: str = "token", emb_layer: int = -1, max_length: int | None = None) -> ModelEmbedding:
     """One row per covered gene (index: dataset gene names, dataset order).

@@ -33,6 +33,8 @@ from .gene_ids import check_coverage, strip_version
 
 MODEL = "genept"
 FILES = ("modules.json",)
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = FILES
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 COLUMNS = ("gene", "description")
@@ -157,7 +159,8 @@ def _check_bool(value: Any, name: str) -> bool:
 
 @foundation_model("genes", "genept", "Chen & Zou 2024, GenePT",
                   "sentence embedding of each target's description",
-                  side_input="gene_descriptions", side_option="descriptions")
+                  side_input="gene_descriptions", side_option="descriptions",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *, descriptions: str | Path,
                 normalize: bool = True) -> ModelEmbedding:
     """Sentence embedding of the description of every dataset gene the table describes.

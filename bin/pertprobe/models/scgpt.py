@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 MODEL = "scGPT"
 ARGS, VOCAB, WEIGHTS = "args.json", "vocab.json", "best_model.pt"
 FILES = (ARGS, VOCAB, WEIGHTS)
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = FILES
 # Heads of the released checkpoints that the embedding path never runs (upstream's load_pretrained
 # skips them too); their tensors are counted, every other unknown key is an error.
 UNUSED_PREFIXES = ("decoder.", "cls_decoder.", "mvc_decoder.", "grad_reverse_discriminator.", "batch_encoder.",
@@ -187,7 +189,8 @@ def _setup(checkpoint: Path, genes: pd.DataFrame, options: RunOptions):
 
 
 @foundation_model("cells", "scgpt", "Cui et al. 2024, scGPT",
-                  "<cls> state over binned expression, L2-normalised")
+                  "<cls> state over binned expression, L2-normalised",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_cells(counts: sp.spmatrix, genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *,
                 max_length: int = 1200) -> ModelEmbedding:
     """One L2-normalised `<cls>` output per cell (cells in input order, fixed batches)."""
@@ -223,7 +226,8 @@ def embed_cells(counts: sp.spmatrix, genes: pd.DataFrame, checkpoint: Path, opti
 
 
 @foundation_model("genes", "scgpt", "Cui et al. 2024, scGPT",
-                  "gene-encoder embeddings of the targets")
+                  "gene-encoder embeddings of the targets",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_genes(genes: pd.DataFrame, checkpoint: Path, options: RunOptions) -> ModelEmbedding:
     """Gene-encoder output (token embedding + enc_norm) of each covered gene, in dataset order."""
     import torch

@@ -50,6 +50,8 @@ PROTEIN_DIR = "protein_embeddings"
 # Required names; the weights file (4layer_model.torch or 33l_8ep_1024t_1280.torch) is found by `_weights_path`.
 FILES = (TOKEN_FILE, CHROM_FILE, OFFSETS_FILE, PROTEIN_DIR)
 WEIGHTS_FILES = ("4layer_model.torch", "33l_8ep_1024t_1280.torch")
+# What a released directory always holds (globs; 'a|b': either), checked before any task runs.
+CHECKPOINT_FILES = (*FILES, "|".join(WEIGHTS_FILES))
 # data_proc/data_utils.py::get_species_to_pe (files of the authors' protein_embeddings.tar.gz).
 PROTEIN_EMBEDDING_FILES = {
     "human": "Homo_sapiens.GRCh38.gene_symbol_to_embedding_ESM2.pt",
@@ -384,7 +386,8 @@ def _token_table(state: Mapping[str, Any], arch: Architecture, token_path: Path)
 
 
 @foundation_model("cells", "uce", "Rosen et al. 2023, Universal Cell Embeddings",
-                  "CLS state of chromosome-ordered gene sentences")
+                  "CLS state of chromosome-ordered gene sentences",
+                  checkpoint_files=CHECKPOINT_FILES)
 def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, options: RunOptions, *,
                 weights: str | None = None, species: str = "human", nhead: int | None = None,
                 sample_size: int = 1024, pad_length: int = 1536, filter_min_cells: int = 10,

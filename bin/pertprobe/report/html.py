@@ -122,6 +122,11 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
         if dataset in datasets:
             summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
             parts.append(_table(pd.DataFrame([summary])))
+            unresolved = datasets[dataset].get("unresolved_perturbations", [])
+            if unresolved:
+                parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "
+                             "so they are predicted and scored without them (preprocess/*.label_resolution.csv): "
+                             f"{html.escape(', '.join(unresolved))}</p>")
         metrics_here = list(board.loc[board["dataset"] == dataset, "metric"].unique())
         ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
         for metric in ordered:

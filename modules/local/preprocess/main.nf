@@ -12,6 +12,7 @@ process PREPROCESS {
     tuple val(meta), path("*.de.parquet")                , emit: de
     tuple val(meta), path("*.splits.csv")                , emit: splits
     tuple val(meta), path("*.summary.json")              , emit: summary
+    tuple val(meta), path("*.label_resolution.csv")      , emit: resolution
     path "versions.yml"                                  , emit: versions
 
     when:
@@ -37,6 +38,7 @@ process PREPROCESS {
     touch ${prefix}.processed.h5ad ${prefix}.pseudobulk.parquet ${prefix}.pseudobulk_by_batch.parquet ${prefix}.de.parquet
     printf 'seed,fold,perturbation,split\\n0,0,stub,test\\n' > ${prefix}.splits.csv
     echo '{"stub": true}' > ${prefix}.summary.json
+    printf 'perturbation,targets,measured_genes,resolved\\nstub,stub,stub,True\\n' > ${prefix}.label_resolution.csv
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """
 }

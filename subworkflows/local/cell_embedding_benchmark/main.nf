@@ -24,7 +24,7 @@ workflow CELL_EMBEDDING_BENCHMARK {
     // Foundation models read the raw counts of every input gene (the samplesheet's h5ad) for the processed cells.
     EMBED_CELLS_MODEL(
         ch_processed.map { it[0..1] }.join(ch_datasets)
-            .combine(Channel.fromList(checkpoints(embedders.findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders'))),
+            .combine(Channel.fromList(checkpoints(embedders.findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders', 'cell_embedder'))),
         optionalFile(params.gene_id_map),
     )
     ch_embeddings = EMBED_CELLS.out.embedding.mix(EMBED_CELLS_GPU.out.embedding, EMBED_CELLS_MODEL.out.embedding)

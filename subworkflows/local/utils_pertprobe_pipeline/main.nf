@@ -79,23 +79,33 @@ def optionalFile(value) {
 
 /*
  * Checkpoint directory of each requested foundation model (a `path` input: staged on any executor,
- * part of the resume hash). Weights are never downloaded: a missing --<model>_model is an error.
+ * part of the resume hash). Weights are never downloaded: a missing --<model>_model, or a directory
+ * without the files the registry lists for the model (checkpoint_files), is an error before any task.
  */
-def checkpoints(List models, String what) {
+def checkpoints(List models, String what, String kind) {
     return models.collect { model ->
         def dir = params["${model}_model"]
         if (!dir || dir instanceof Boolean) {  // `--x_model` given without a value arrives as true
             error("${what} '${model}' needs --${model}_model: a local or object-store directory with the model's " +
                   "released files (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
         }
-        [model, file(dir, checkIfExists: true)]
+        def directory = file(dir, checkIfExists: true)
+        def missing = registryEntry(kind, model).checkpoint_files.findAll { pattern ->
+            !pattern.tokenize('|').any { alt -> files("${directory}/${alt}").any { it.exists() } }
+        }
+        if (missing) {
+            error("--${model}_model ${dir}: no ${missing.join(', ')} in the directory, so it is not a released ${model} " +
+                  "checkpoint. Fix: point --${model}_model at the folder holding the model's released files " +
+                  "(docs/models/${model}.md)")
+        }
+        [model, directory]
     }
 }
 
 // Foundation-model gene tables: [model, checkpoint, side input or []]; side inputs (registry field
 // side_input, a parameter name) are checked here.
 def geneModelInputs() {
-    return checkpoints(geneModels(), '--gene_models').collect { model, dir ->
+    return checkpoints(geneModels(), '--gene_models', 'gene_embedding').collect { model, dir ->
         def side = registryEntry('gene_embedding', model).side_input
         def value = side ? params[side] : null
         if (side && (!value || value instanceof Boolean)) {
@@ -120,7 +130,7 @@ workflow PIPELINE_INITIALISATION {
     selectNames('--metrics', 'metric', params.metrics)
     selectNames('--cell_alignments', 'alignment', params.cell_alignments)
     selectNames('--cell_tasks', 'cell_task', params.cell_tasks)
-    checkpoints(cellEmbedders().findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders')
+    checkpoints(cellEmbedders().findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders', 'cell_embedder')
     def sides = geneModelInputs().findAll { it[2] }
 
     VALIDATE_SAMPLESHEET(file(input, checkIfExists: true), file("${projectDir}/assets/schema_input.json"), input)

@@ -137,3 +137,32 @@ def test_qc_drops_perturbations_that_fall_below_min_cells(processed):
     assert victim not in result.pseudobulk.means.index and victim not in set(result.splits["perturbation"])
     with pytest.raises(ValueError, match="after QC"):
         preprocess(raw.copy(), replace(spec, min_cells_per_perturbation=10_000), CONFIG)
+
+
+def test_label_resolution_lists_every_perturbation_and_its_measured_targets(processed):
+    _, result = processed
+    table = result.resolution.set_index("perturbation")
+    assert list(table.index) == [p for p in result.pseudobulk.perturbations]
+    for pert, row in table.iterrows():
+        assert row["measured_genes"].split(";") == result.pseudobulk.targets[pert]
+        assert row["resolved"] == (len(result.pseudobulk.targets[pert]) == len(pert.split("+")))
+    assert result.summary["n_perturbations_unresolved"] == int((~table["resolved"]).sum())
+
+
+def test_an_unmeasured_target_is_reported_unresolved():
+    from pertprobe.data.preprocess import label_resolution
+
+    table = label_resolution(["A", "A+B", "C"], {"A": ["A"], "A+B": ["A"], "C": []}).set_index("perturbation")
+    assert table["resolved"].to_dict() == {"A": True, "A+B": False, "C": False}
+    assert table.loc["A+B", "targets"] == "A+B" and table.loc["A+B", "measured_genes"] == "A"
+
+
+def test_report_names_unresolved_perturbations():
+    from pertprobe.report.html import render_html
+    from pertprobe.report.leaderboard import leaderboard
+
+    metrics = pd.DataFrame({"dataset": "d", "split": "fold0", "seed": 0, "model": ["mean", "ceiling"],
+                            "embedding": "none", "perturbation": "A", "metric": "mse", "value": [1.0, 0.5]})
+    page = render_html(leaderboard(metrics), metrics, {"d": {"n_cells": 10, "unresolved_perturbations": ["sgX_1"]}},
+                       [], "versions")
+    assert "1 perturbation(s) name targets that are not measured" in page and "sgX_1" in page
