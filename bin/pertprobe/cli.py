@@ -54,7 +54,6 @@ def log_progress() -> None:
         handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def command(prog: str, packages: Sequence[str] = ()) -> Callable[[Callable[..., Any]], click.Command]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from .pseudobulk import Pseudobulk, group_means
 
 if TYPE_CHECKING:
     import anndata as ad
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def label_resolution(perturbations: list[str], targets: dict[str, list[str]]) ->
 def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> Preprocessed:
     """Run the whole preprocessing of one dataset."""
     n_cells_in, n_genes_in = raw.n_obs, raw.n_vars
+    LOG.info("preprocess: %d cells x %d genes; QC", n_cells_in, n_genes_in)
     targets = target_map(sorted(raw.obs["perturbation"].unique()), raw.var, spec.control_label)
     target_genes = {g for genes in targets.values() for g in genes}
     adata = quality_control(raw, config, target_genes)
@@ -154,6 +158,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     if (adata.obs["perturbation"] == spec.control_label).sum() < 2:
         raise ValueError("fewer than two control cells pass QC; lower min_genes_per_cell")
 
+    LOG.info("preprocess: %d cells x %d genes after QC; normalizing, DE genes", adata.n_obs, adata.n_vars)
     normalize(adata, config.target_sum)
     de = de_genes(adata, spec.control_label, config.n_de_genes)
     keep = select_genes(adata, config.n_hvg, target_genes | set(de["gene"]))
@@ -163,6 +168,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     adata.uns["pertprobe"]["preprocess"] = {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in asdict(config).items()}
 
+    LOG.info("preprocess: %d genes selected; pseudobulk, splits", adata.n_vars)
     labels = adata.obs["perturbation"].to_numpy()
     means, n_cells = group_means(adata.X, labels)
     perts = [p for p in means.index if p != spec.control_label]

@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..progress import Progress
 from .adapters import foundation_model
 from .checkpoint import (
     LoadReport,
@@ -232,11 +233,14 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
 
     torch.manual_seed(options.seed)
     torch.empty((), dtype=torch.int64).random_()
+    progress, done = Progress("cellplm: cells embedded", counts.shape[0], "cells"), 0
     with torch.inference_mode():
         for rows in chunks(codes, options.batch_size):
             inputs = XDict({"x_seq": sparse_rows(counts, rows, device),
                             "coord": torch.full((rows.size, 2), -1.0, device=device)})
             out[rows] = model(inputs, input_genes)[0]["pred"].float().cpu().numpy()
+            done += rows.size
+            progress.update(done)
     if not np.isfinite(out).all():
         raise InputError(ckpt_path, "CellPLM weights", "produced non-finite embeddings",
                          "re-copy the released checkpoint (a damaged file can load with the right shapes)")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..progress import Progress
 from .gene_ids import Coverage
 
 if TYPE_CHECKING:
@@ -190,7 +191,11 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-def batches(n: int, batch_size: int) -> Iterator[slice]:
-    """Consecutive slices of at most `batch_size` over range(n), in order."""
+def batches(n: int, batch_size: int, what: str | None = None, unit: str = "cells") -> Iterator[slice]:
+    """Consecutive slices of at most `batch_size` over range(n), in order; with `what`, progress is
+    logged as the slices are consumed (every 30 s and at the end)."""
+    progress = Progress(what, n, unit) if what else None
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
+        if progress:
+            progress.update(min(start + batch_size, n))

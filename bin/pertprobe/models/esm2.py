@@ -214,7 +214,7 @@ def _embed_sequences(sequences: Sequence[str], tokenizer: Any, model: Any, layer
     n_layers = model.config.num_hidden_layers
     out = np.zeros((len(sequences), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode(), autocast(device, options.precision):
-        for part in batches(len(sequences), options.batch_size):
+        for part in batches(len(sequences), options.batch_size, "esm2: proteins embedded", "sequences"):
             chunk = list(sequences[part])
             encoded = tokenizer(chunk, padding=True, return_tensors="pt")
             lengths = torch.tensor([len(s) for s in chunk])

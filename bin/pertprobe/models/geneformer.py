@@ -363,7 +363,7 @@ def _hidden_states(encoder: Encoder, cells: list[np.ndarray], device: torch.devi
 def _by_length(norm: Normalised, n_genes: int, batch_size: int) -> Iterator[np.ndarray]:
     """Cell indices in batches, longest cells first (ties: dataset order) so padding stays small."""
     order = np.argsort(-norm.lengths(n_genes), kind="stable")
-    for part in batches(order.size, batch_size):
+    for part in batches(order.size, batch_size, "geneformer: cells encoded"):
         yield order[part]
 
 

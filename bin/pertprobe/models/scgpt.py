@@ -206,7 +206,7 @@ def embed_cells(counts: sp.spmatrix, genes: pd.DataFrame, checkpoint: Path, opti
     pad_id, cls_id = vocab[config["pad_token"]], vocab["<cls>"]
     values = np.zeros((counts.shape[0], config["embsize"]), dtype=np.float32)
     with torch.inference_mode():
-        for rows in batches(counts.shape[0], options.batch_size):
+        for rows in batches(counts.shape[0], options.batch_size, "scgpt: cells embedded"):
             cells = [cell_tokens(counts, token, c, config, int(max_length), cls_id, options.seed)
                      for c in range(rows.start, rows.stop)]
             width = max(len(t) for t, _ in cells)

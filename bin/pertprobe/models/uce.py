@@ -471,7 +471,7 @@ def embed_cells(counts: sp.csr_matrix, genes: pd.DataFrame, checkpoint: Path, op
     model = model.eval().to(device)
     out = np.empty((counts.shape[0], arch.output_dim), dtype=np.float32)
     with torch.inference_mode(), autocast(device, options.precision):
-        for cells in batches(counts.shape[0], options.batch_size):
+        for cells in batches(counts.shape[0], options.batch_size, "uce: cells embedded"):
             tokens, lengths = sentences(counts, vocab, cells, options.seed, sample_size, length, chrom_token_offset)
             emb = cell_embeddings(model, torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device),
                                   arch.d_model)

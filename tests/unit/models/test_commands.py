@@ -51,6 +51,7 @@ def test_embed_cells_with_a_foundation_model_follows_the_embedding_contract(work
                  "--model", model, "--checkpoint", model, "--batch-size", "8", "--out", out, cwd=workdir)
     assert result.returncode == 0, result.stderr
     processed = ad.read_h5ad(workdir / "d.processed.h5ad", backed="r")
+    assert f"{model}: cells " in result.stderr and f"{processed.n_obs}/{processed.n_obs} cells (100%)" in result.stderr
     emb = ad.read_h5ad(workdir / out)
     assert list(emb.obs_names) == list(processed.obs_names)  # QC-passing cells, processed order
     assert (emb.obs["perturbation"].to_numpy() == processed.obs["perturbation"].to_numpy()).all()
