@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pertprobe.registry import names, select
@@ -152,7 +153,7 @@ def _stopped_before_any_work(launch: Path, result: subprocess.CompletedProcess, 
     assert result.returncode != 0
     assert process in out and all(w in out for w in words), out[-3000:]
     ran = {line.split("> ")[1].split(" ")[0].split(":")[-1] for line in out.splitlines() if "Submitted process >" in line}
-    assert ran <= {"VALIDATE_SAMPLESHEET", "VALIDATE_SIDE_INPUTS", "VALIDATE_INPUT"}, ran
+    assert ran <= {"VALIDATE_SAMPLESHEET", "VALIDATE_SIDE_INPUTS", "APPLY_LABEL_MAP", "VALIDATE_INPUT"}, ran
     results = launch / "results"
     assert not results.exists() or {p.name for p in results.iterdir()} <= {"pipeline_info"}
 
@@ -175,6 +176,28 @@ def test_a_dataset_whose_labels_do_not_name_measured_genes_stops_before_any_work
     sheet.write_text("dataset,h5ad,perturbation_type,gene_id_type,batch_col\nguides,guides.h5ad,CRISPRi,symbol,batch\n")
     result = nextflow(tmp_path, "-profile", "test", "--input", str(sheet), "--outdir", "results", check=False)
     _stopped_before_any_work(tmp_path, result, "VALIDATE_INPUT", ["do not name measured genes", "guide", "Fix:"])
+
+
+def test_a_label_map_turns_guides_into_their_targets(tmp_path):
+    """Guide-level labels plus the samplesheet's label_map: APPLY_LABEL_MAP relabels them by target,
+    so VALIDATE_INPUT sees the 46 target perturbations (here it stops on --n_folds, which shows the
+    relabelled count, before any heavy task)."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(TEST_DATA / "sim_crispri.h5ad")
+    labels = adata.obs["perturbation"].astype(str)
+    guides = labels.where(labels == "control", "sg" + labels + np.where(np.arange(len(labels)) % 2, "_1", "_2"))
+    adata.obs["perturbation"] = guides
+    adata.write_h5ad(tmp_path / "guides.h5ad")
+    pairs = sorted(set(zip(guides, labels)) - {("control", "control")})
+    (tmp_path / "guides.csv").write_text("label,target\n" + "".join(f"{g},{t}\n" for g, t in pairs))
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("dataset,h5ad,label_map,perturbation_type,gene_id_type,batch_col\n"
+                     "guides,guides.h5ad,guides.csv,CRISPRi,symbol,batch\n")
+    result = nextflow(tmp_path, "-profile", "test", "--input", str(sheet), "--n_folds", "100", "--outdir", "results",
+                      check=False)
+    assert "APPLY_LABEL_MAP" in result.stdout
+    _stopped_before_any_work(tmp_path, result, "VALIDATE_INPUT", ["100 folds but only 46 perturbations"])
 
 
 def test_more_folds_than_perturbations_stop_before_any_work(tmp_path):

@@ -25,8 +25,8 @@ def read_schema(schema_path: str | Path) -> dict[str, Any]:
 
 
 def read_samplesheet(path: str | Path, schema_path: str | Path, source: str | None = None) -> list[dict[str, Any]]:
-    """Validated rows as `{"meta": {...}, "h5ad": path}`; `source` is where the user's samplesheet lives
-    (named in messages; relative `h5ad` paths are resolved against its folder)."""
+    """Validated rows as `{"meta": {...}, "h5ad": path, "label_map": path (when given)}`; `source` is
+    where the user's samplesheet lives (named in messages; relative paths are resolved against its folder)."""
     from jsonschema import Draft202012Validator
 
     source = source or str(path)
@@ -66,14 +66,20 @@ def read_samplesheet(path: str | Path, schema_path: str | Path, source: str | No
             prop = item["properties"][column]
             for key in prop.get("meta", []):
                 meta[key] = row.get(column, prop.get("default", ""))
-        h5ad = row["h5ad"]
-        if not _is_uri(h5ad):
-            resolved = Path(h5ad) if Path(h5ad).is_absolute() else base / h5ad
-            if item["properties"]["h5ad"].get("exists") and not resolved.is_file():
-                raise InputError(f"{source} line {line}", "h5ad", f"'{h5ad}': file {resolved} not found",
-                                 "give a path relative to the samplesheet's folder, or an absolute one")
-            h5ad = str(resolved.resolve())
-        out.append({"meta": meta, "h5ad": h5ad})
+        entry: dict[str, Any] = {"meta": meta}
+        for column in columns:  # file columns: resolved against the samplesheet's folder, checked
+            prop = item["properties"][column]
+            if prop.get("format") != "file-path" or column not in row:
+                continue
+            value = row[column]
+            if not _is_uri(value):
+                resolved = Path(value) if Path(value).is_absolute() else base / value
+                if prop.get("exists") and not resolved.is_file():
+                    raise InputError(f"{source} line {line}", column, f"'{value}': file {resolved} not found",
+                                     "give a path relative to the samplesheet's folder, or an absolute one")
+                value = str(resolved.resolve())
+            entry[column] = value
+        out.append(entry)
     return out
 
 

@@ -117,7 +117,8 @@ def _unresolved_fix(labels: list[str], gene_names: set[str], var_looks_ensembl: 
         return ("var_names are Ensembl IDs and the labels are not: set gene_symbol_col in the samplesheet to the "
                 "var column holding gene symbols")
     if any(GUIDE_LIKE.search(lab) for lab in labels):
-        return "the labels look like guide names: relabel each cell with its target gene (one label per target)"
+        return ("the labels look like guide names: give the samplesheet's label_map (a CSV label,target), or "
+                "relabel each cell with its target gene")
     return ("label each perturbation by its target gene as named in the dataset (var_names or gene_symbol_col), "
             "or raise --max_unresolved_fraction if these perturbations have no measured target")
 

@@ -4,6 +4,7 @@
  */
 include { VALIDATE_SAMPLESHEET } from '../../../modules/local/validate_samplesheet/main'
 include { VALIDATE_SIDE_INPUTS } from '../../../modules/local/validate_side_inputs/main'
+include { APPLY_LABEL_MAP      } from '../../../modules/local/apply_label_map/main'
 
 /*
  * The registry (assets/registry.json, written by bin/registry.py from the Python implementations
@@ -142,14 +143,22 @@ workflow PIPELINE_INITIALISATION {
         sides.collect { it[0] },
         sides.collect { it[2] },
     )
-    ch_datasets = VALIDATE_SAMPLESHEET.out.json
+    ch_rows = VALIDATE_SAMPLESHEET.out.json
         .splitJson()
         .combine(VALIDATE_SIDE_INPUTS.out.json)
-        .map { row, sideInputs -> [row.meta, file(row.h5ad, checkIfExists: true)] }
+        .branch { row, sideInputs ->
+            relabel: row.label_map
+            as_is: true
+        }
+    // Rows with a label_map (guide -> target) are relabelled once; every later step reads that copy.
+    APPLY_LABEL_MAP(ch_rows.relabel.map { row, sideInputs ->
+        [row.meta, file(row.h5ad, checkIfExists: true), file(row.label_map, checkIfExists: true)] })
+    ch_datasets = ch_rows.as_is.map { row, sideInputs -> [row.meta, file(row.h5ad, checkIfExists: true)] }
+        .mix(APPLY_LABEL_MAP.out.h5ad)
 
     emit:
     datasets = ch_datasets  // [meta, h5ad]
-    versions = VALIDATE_SAMPLESHEET.out.versions.mix(VALIDATE_SIDE_INPUTS.out.versions)
+    versions = VALIDATE_SAMPLESHEET.out.versions.mix(VALIDATE_SIDE_INPUTS.out.versions, APPLY_LABEL_MAP.out.versions)
 }
 
 def completionSummary() {

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
+from pertprobe.data.dataset import DatasetSpec
 from pertprobe.data.validate import validate_dataset
 from pertprobe.errors import InputError
 
@@ -241,3 +242,65 @@ def test_a_damaged_anndata_file_is_named_not_a_traceback(tmp_path, small_h5ad, s
     with h5py.File(damaged, "r+") as f:
         del f["obs"][f["obs"].attrs["_index"]]  # the cell names are gone
     _expect(damaged, spec, "obs/var", ["cannot be read as AnnData", "write_h5ad"])
+
+
+# ---- label maps (guide -> target) ----------------------------------------------------------------
+
+def test_label_map_pools_guides_by_target_and_keeps_the_controls(tmp_path):
+    import pandas as pd
+    from pertprobe.data.label_map import apply_label_map, read_label_map
+
+    table = tmp_path / "map.tsv"
+    table.write_text("label\ttarget\nsgA_1\tA\nsgA_2\tA\nsgAB\tA+B\nnt_1\tcontrol\n")
+    obs = pd.DataFrame({"perturbation": ["sgA_1", "sgA_2", "sgAB", "nt_1", "control"]})
+    mapped = apply_label_map(obs, read_label_map(table), DatasetSpec(), table)
+    assert mapped.tolist() == ["A", "A", "A+B", "control", "control"]
+
+
+@pytest.mark.parametrize(("content", "field", "words"), [
+    ("guide,gene\nsgA,A\n", "label,target", ["header line label,target"]),
+    ("label,target\nsgA,\n", "label/target", ["empty"]),
+    ("label,target\nsgA,A\nsgA,B\n", "label", ["two targets"]),
+])
+def test_bad_label_maps_are_named(tmp_path, content, field, words):
+    from pertprobe.data.label_map import read_label_map
+
+    path = tmp_path / "map.csv"
+    path.write_text(content)
+    with pytest.raises(InputError) as info:
+        read_label_map(path)
+    assert str(path) in str(info.value) and f"'{field}'" in str(info.value)
+    assert all(w in str(info.value) for w in words)
+
+
+def test_a_label_missing_from_the_map_is_an_error(tmp_path):
+    import pandas as pd
+    from pertprobe.data.label_map import apply_label_map
+
+    obs = pd.DataFrame({"perturbation": ["sgA_1", "sgB_1", "control"]})
+    with pytest.raises(InputError, match="1 labels are not in the label map .*'sgB_1'.*Fix: add them"):
+        apply_label_map(obs, {"sgA_1": "A"}, DatasetSpec(), "data.h5ad")
+
+
+def test_apply_label_map_command_writes_the_relabelled_dataset(tmp_path, small_sim):
+    import subprocess
+    import sys
+
+    import anndata as ad
+
+    from ...conftest import BIN
+
+    adata = small_sim.to_anndata()
+    labels = adata.obs["perturbation"].astype(str)
+    adata.obs["perturbation"] = labels.where(labels == "control", "sg" + labels + "_1")
+    _write(adata, tmp_path, "guides.h5ad")
+    pairs = sorted({(f"sg{t}_1", t) for t in set(labels) - {"control"}})
+    (tmp_path / "map.csv").write_text("label,target\n" + "".join(f"{g},{t}\n" for g, t in pairs))
+    result = subprocess.run([sys.executable, str(BIN / "apply_label_map.py"), "--h5ad", "guides.h5ad", "--label-map",
+                             "map.csv", "--batch-col", "batch", "--out", "targets.h5ad"], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    out = ad.read_h5ad(tmp_path / "targets.h5ad")
+    assert (out.obs["perturbation"].astype(str) == labels).all()
+    assert out.obs["perturbation_label"].astype(str).str.startswith(("sg", "control")).all()
+    assert validate_dataset(tmp_path / "targets.h5ad", spec=DatasetSpec(batch_col="batch"))["unresolved_perturbations"] == []
