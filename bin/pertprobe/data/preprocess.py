@@ -150,8 +150,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     too_small = sorted(p for p, n in counts.items() if p != spec.control_label and n < spec.min_cells_per_perturbation)
     if too_small:
         adata = adata[~adata.obs["perturbation"].isin(too_small)].copy()
-    if adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index) < config.n_folds:
-        kept = adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index)
+    kept = adata.obs["perturbation"].nunique() - int(spec.control_label in counts.index)
+    if kept < config.n_folds:
         raise ValueError(f"only {kept} perturbations keep {spec.min_cells_per_perturbation} cells after QC, fewer than "
                          f"--n_folds {config.n_folds}; use --n_folds {kept} or fewer, or lower --min_genes_per_cell / "
                          "--min_cells_per_perturbation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _check_obs_column(path: str, obs: pd.DataFrame, column: str, what: str) -> p
     return obs[column]
 
 
-def _check_counts(path: str, f: h5py.File, layer: str | None) -> dict[str, Any]:
+def _check_counts(path: str, f: h5py.File, layer: str | None,
+                  shape: tuple[int, int]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Check the counts are raw integer counts and count detections, in one chunked pass over the file."""
     if layer is None:
         elem, field = f["X"], "X"
     else:
@@ -68,26 +71,29 @@ def _check_counts(path: str, f: h5py.File, layer: str | None) -> dict[str, Any]:
             raise InputError(path, f"layers['{layer}']", f"the counts layer is missing (layers: {names})",
                              "name an existing layer in the samplesheet's counts_layer, or leave it empty to use X")
         elem, field = layers[layer], f"layers['{layer}']"
-    values = elem["data"] if isinstance(elem, h5py.Group) else elem
-    if values.dtype.kind not in "iuf":
-        raise InputError(path, field, f"counts must be numeric, found dtype {values.dtype}", "store raw counts")
-    step = max(1, _CHUNK // max(1, int(np.prod(values.shape[1:]))))
-    for start in range(0, values.shape[0], step):
-        block = np.asarray(values[start:start + step])
-        if values.dtype.kind == "f" and not np.all(np.isfinite(block)):
+    dtype = (elem["data"] if isinstance(elem, h5py.Group) else elem).dtype
+    if dtype.kind not in "iuf":
+        raise InputError(path, field, f"counts must be numeric, found dtype {dtype}", "store raw counts")
+
+    def check(block: np.ndarray) -> None:
+        if dtype.kind == "f" and not np.all(np.isfinite(block)):
             raise InputError(path, field, "contains NaN or infinite values", "store raw integer UMI counts")
         if np.any(block < 0):
             raise InputError(path, field, "contains negative values, so it is not raw counts",
                              "point counts_layer at the raw-count layer")
-        if values.dtype.kind == "f" and np.any(block != np.round(block)):
+        if dtype.kind == "f" and np.any(block != np.round(block)):
             raise InputError(path, field, "contains non-integer values; raw counts are required",
                              "point the samplesheet's counts_layer at raw UMI counts "
                              "(e.g. layers['counts']), not normalized or log-transformed data")
-    return {"counts_field": field, "counts_dtype": str(values.dtype)}
+
+    cells_per_gene, genes_per_cell = _detection(elem, shape, check)
+    return {"counts_field": field, "counts_dtype": str(dtype)}, cells_per_gene, genes_per_cell
 
 
-def _detection(elem: h5py.Dataset | h5py.Group, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cells in which each gene is detected and genes detected in each cell (count > 0), read in chunks."""
+def _detection(elem: h5py.Dataset | h5py.Group, shape: tuple[int, int],
+               check: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cells in which each gene is detected and genes detected in each cell (count > 0), read in chunks;
+    `check` sees every chunk of stored values first."""
     n_obs, n_vars = shape
     cells_per_gene = np.zeros(n_vars, dtype=np.int64)
     genes_per_cell = np.zeros(n_obs, dtype=np.int64)
@@ -98,20 +104,26 @@ def _detection(elem: h5py.Dataset | h5py.Group, shape: tuple[int, int]) -> tuple
         inner, outer = (cells_per_gene, genes_per_cell) if csr else (genes_per_cell, cells_per_gene)
         for start in range(0, data.shape[0], _CHUNK):
             stop = min(start + _CHUNK, data.shape[0])
-            hit = np.asarray(data[start:stop]) > 0
+            block = np.asarray(data[start:stop])
+            if check:
+                check(block)
+            hit = block > 0
             inner += np.bincount(np.asarray(indices[start:stop])[hit], minlength=inner.size)
             rows = np.searchsorted(indptr, np.arange(start, stop)[hit], side="right") - 1
             outer += np.bincount(rows, minlength=outer.size)
     else:
         step = max(1, _CHUNK // max(1, n_vars))
         for start in range(0, n_obs, step):
-            block = np.asarray(elem[start:start + step]) > 0
-            cells_per_gene += block.sum(axis=0)
-            genes_per_cell[start:start + step] = block.sum(axis=1)
+            block = np.asarray(elem[start:start + step])
+            if check:
+                check(block)
+            hit = block > 0
+            cells_per_gene += hit.sum(axis=0)
+            genes_per_cell[start:start + step] = hit.sum(axis=1)
     return cells_per_gene, genes_per_cell
 
 
-def _unresolved_fix(labels: list[str], gene_names: set[str], var_looks_ensembl: bool, spec: DatasetSpec) -> str:
+def _unresolved_fix(labels: list[str], var_looks_ensembl: bool, spec: DatasetSpec) -> str:
     """The most likely reason why perturbation labels do not name measured genes, as a fix."""
     if var_looks_ensembl and not spec.gene_symbol_col:
         return ("var_names are Ensembl IDs and the labels are not: set gene_symbol_col in the samplesheet to the "
@@ -137,7 +149,7 @@ def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series
         raise InputError(path, f"obs['{spec.perturbation_col}']",
                          f"{len(unresolved)} of {len(perts)} perturbations do not name measured genes "
                          f"(e.g. {', '.join(map(repr, unresolved[:4]))}), above --max_unresolved_fraction "
-                         f"{checks.max_unresolved_fraction}", _unresolved_fix(unresolved, gene_names, var_looks_ensembl,
+                         f"{checks.max_unresolved_fraction}", _unresolved_fix(unresolved, var_looks_ensembl,
                                                                               spec))
     if checks.n_folds is not None and checks.n_folds > len(perts):
         raise InputError(path, "n_folds", f"{checks.n_folds} folds but only {len(perts)} perturbations",
@@ -238,9 +250,7 @@ def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | No
                              f"only {counts[spec.control_label]} control cells", "include more control cells")
 
         frac_ens = _check_gene_ids(path, var.index, spec)
-        counts_info = _check_counts(path, f, spec.counts_layer)
-        counts_elem = f["X"] if spec.counts_layer is None else f["layers"][spec.counts_layer]
-        cells_per_gene, genes_per_cell = _detection(counts_elem, (len(obs), len(var)))
+        counts_info, cells_per_gene, genes_per_cell = _check_counts(path, f, spec.counts_layer, (len(obs), len(var)))
 
     names = var[spec.gene_symbol_col].astype(str) if spec.gene_symbol_col else var.index.astype(str)
     gene_names = set(names)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,16 @@ def top_k_overlap(pred_delta: np.ndarray, obs_delta: np.ndarray, k: int) -> np.n
     return np.take_along_axis(hits, top_obs, axis=1).mean(axis=1)
 
 
+class DEGenes(NamedTuple):
+    """Each row's values on its own DE genes (perturbations x k) and whether it has all k."""
+
+    P: np.ndarray
+    O: np.ndarray
+    dP: np.ndarray
+    dO: np.ndarray
+    complete: np.ndarray
+
+
 class Profiles:
     """One split's predicted and observed profiles (perturbations x genes) with the row sums that
     several metrics share, each computed once."""
@@ -134,13 +145,13 @@ class Profiles:
         return dP.sum(axis=1), dO.sum(axis=1), _rowdot(dP, dO), _rowdot(dP, dP), _rowdot(dO, dO)
 
     @cached_property
-    def de(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def de(self) -> DEGenes:
         """Predicted and observed profiles and Δ on each row's DE genes, and which rows have all k."""
         idx = self.de_index
-        complete = (idx >= 0).all(axis=1)
         safe = np.where(idx >= 0, idx, 0)
         rows = np.arange(len(idx))[:, None]
-        return self.P[rows, safe], self.O[rows, safe], self.dP[rows, safe], self.dO[rows, safe], complete
+        return DEGenes(self.P[rows, safe], self.O[rows, safe], self.dP[rows, safe], self.dO[rows, safe],
+                       (idx >= 0).all(axis=1))
 
 
 def metric(name: str, higher_is_better: bool, description: str, source: str,
@@ -156,8 +167,7 @@ def de_metric(name: str, higher_is_better: bool, description: str, source: str,
 
     def decorate(func: MetricFn) -> MetricFn:
         def on_de_genes(x: Profiles) -> np.ndarray:
-            *parts, complete = x.de
-            return np.where(complete, func(*parts), np.nan)
+            return np.where(x.de.complete, func(x.de), np.nan)
 
         on_de_genes.__doc__ = func.__doc__
         metric(name, higher_is_better, description, source, profiles, needs=("de_genes",))(on_de_genes)
@@ -218,30 +228,30 @@ def de_overlap_at_k(x: Profiles) -> np.ndarray:
 
 
 @de_metric("pearson_de", True, "Pearson r of profiles on the DE genes", GEARS, ("paper", "full"))
-def pearson_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
-    return rowwise_pearson(p_de, o_de)
+def pearson_de(d: DEGenes) -> np.ndarray:
+    return rowwise_pearson(d.P, d.O)
 
 
 @de_metric("pearson_de_delta", True, "Pearson r of Δ on the DE genes", "scGPT; 'simple controls' study",
            ("minimal", "paper", "full"))
-def pearson_de_delta(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
-    return rowwise_pearson(dp_de, do_de)
+def pearson_de_delta(d: DEGenes) -> np.ndarray:
+    return rowwise_pearson(d.dP, d.dO)
 
 
 @de_metric("mse_de", False, "mean squared error on the DE genes", GEARS, ("paper", "full"))
-def mse_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
-    return ((p_de - o_de) ** 2).mean(axis=1)
+def mse_de(d: DEGenes) -> np.ndarray:
+    return ((d.P - d.O) ** 2).mean(axis=1)
 
 
 @de_metric("direction_accuracy_de", True, "fraction of DE genes whose predicted Δ has the observed sign", GEARS,
            ("paper", "full"))
-def direction_accuracy_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
-    return (np.sign(dp_de) == np.sign(do_de)).mean(axis=1)
+def direction_accuracy_de(d: DEGenes) -> np.ndarray:
+    return (np.sign(d.dP) == np.sign(d.dO)).mean(axis=1)
 
 
 @de_metric("rmse_de", False, "root mean squared error on the DE genes", GEARS)
-def rmse_de(p_de: np.ndarray, o_de: np.ndarray, dp_de: np.ndarray, do_de: np.ndarray) -> np.ndarray:
-    return np.sqrt(((p_de - o_de) ** 2).mean(axis=1))
+def rmse_de(d: DEGenes) -> np.ndarray:
+    return np.sqrt(mse_de(d))
 
 
 def directions() -> dict[str, bool]:

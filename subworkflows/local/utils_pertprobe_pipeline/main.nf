@@ -10,6 +10,7 @@ include { APPLY_LABEL_MAP      } from '../../../modules/local/apply_label_map/ma
  * The registry (assets/registry.json, written by bin/registry.py from the Python implementations
  * and checked against them by a test) is the only list of names: every choice below comes from it.
  */
+@groovy.transform.Memoized  // read once per run: channel closures look entries up per item
 def registry() {
     return new groovy.json.JsonSlurper().parseText(file("${projectDir}/assets/registry.json").text)
 }
