@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Split-half experimental-noise ceiling for the test perturbations of one split."""
+"""Noise ceiling and split-half technical duplicate for the test perturbations of one split."""
 
 import click
 from pertprobe.cli import command, registry_names
@@ -19,26 +19,28 @@ from pertprobe.cli import command, registry_names
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet).")
 def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, seed: int, fold: int, n_draws: int,
          dataset: str, metrics: list[str], out_path: str) -> None:
-    """Score half of each test perturbation's cells against the other half (model 'ceiling')."""
+    """Score the noise ceiling (model 'ceiling') and the half-vs-half duplicate (model 'split_half')
+    of each test perturbation (pertprobe.response.bounds)."""
     import anndata as ad
     from pertprobe.data.de import de_gene_sets
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, write_table
-    from pertprobe.response.bounds import split_half_ceiling
+    from pertprobe.response.bounds import noise_ceiling
     from pertprobe.response.metrics import METRIC_COLUMNS
+    from pertprobe.response.training import centroid
 
-    _, test = split_sets(read_table(splits_path), seed, fold, splits_path)
+    train, test = split_sets(read_table(splits_path), seed, fold, splits_path)
     adata = ad.read_h5ad(h5ad_path)
     pb = Pseudobulk.load(pseudobulk_path)
     if not adata.var_names.equals(pb.genes):
         raise click.UsageError(f"{h5ad_path} and {pseudobulk_path} come from different PREPROCESS runs")
     de = de_gene_sets(read_table(de_path).reset_index())
-    table = split_half_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control, de,
-                               n_draws=n_draws, seed=seed, metrics=metrics)
-    table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, model="ceiling", embedding="none")
+    table = noise_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control, de,
+                          n_draws=n_draws, seed=seed, metrics=metrics, reference=centroid(pb, train))
+    table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none")
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)
-    click.echo(f"{out_path}: split-half ceiling of {len(test)} perturbations over {n_draws} draws")
+    click.echo(f"{out_path}: noise ceiling and split-half duplicate of {len(test)} perturbations over {n_draws} draws")
 
 
 if __name__ == "__main__":

@@ -10,20 +10,25 @@ from pertprobe.cli import command, registry_names
               help="Prediction .parquet from PREDICT; repeat for several.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
 @click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene metrics).")
+@click.option("--splits", "splits_path", default=None,
+              help="PREFIX.splits.csv from PREPROCESS (centroid metrics: the perturbed training mean of each split).")
 @click.option("--metrics", default="full", show_default=True, callback=registry_names("metric"),
               help="Comma-separated metrics, or a profile: minimal, paper, full (docs/registry.md).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet/.csv).")
-def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, metrics: list[str],
-         out_path: str) -> None:
+def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, splits_path: str | None,
+         metrics: list[str], out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
     import pandas as pd
     from pertprobe.data.de import de_gene_sets
     from pertprobe.data.pseudobulk import Pseudobulk
+    from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
     from pertprobe.response.metrics import METRIC_COLUMNS, response_metrics
+    from pertprobe.response.training import centroid
 
     pb = Pseudobulk.load(pseudobulk_path)
     de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
+    splits = read_table(splits_path) if splits_path else None
     tables = []
     for prediction_path in sorted(prediction_paths):
         pred = read_table(prediction_path)
@@ -32,7 +37,11 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
         if missing or not pred.columns.equals(pb.genes):
             raise click.UsageError(f"{prediction_path}: perturbations or genes do not match {pseudobulk_path} "
                                    f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
-        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics)
+        reference = None
+        if splits is not None:
+            train, _ = split_sets(splits, int(meta["seed"]), int(str(meta["split"]).removeprefix("fold")), splits_path)
+            reference = centroid(pb, train)
+        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference)
         for key in ("dataset", "split", "seed", "model", "embedding"):
             table[key] = meta[key]
         tables.append(table[METRIC_COLUMNS])

@@ -48,8 +48,11 @@ class Entry:
     gpu: bool = False  # runs on an accelerator when one is requested (--gpu routes it to a *_GPU process)
     needs_embedding: bool = False  # predictor: trained on a gene embedding of the perturbations
     floor: bool = False  # predictor or cell embedder: a floor every model must beat
+    shortcut: bool = False  # predictor: a floor that exploits a shortcut (target gene, neighbour, metadata)
     higher_is_better: bool | None = None  # metric: direction
-    needs: tuple[str, ...] = ()  # inputs besides the processed dataset: 'de_genes', 'known_relationships', ...
+    perfect: float | None = None  # metric: the value of a perfect prediction (the end of its range)
+    ceiling_method: str | None = None  # metric: how its noise ceiling is estimated (response/bounds.py)
+    needs: tuple[str, ...] = ()  # inputs besides the processed dataset: 'de_genes', 'test_metadata', ...
     checkpoint: bool = False  # foundation model: reads --<name>_model, runs in its own container
     side_input: str | None = None  # foundation model: the parameter of its extra file (e.g. 'protein_fasta')
     side_option: str | None = None  # ... and the adapter keyword that receives it

@@ -8,10 +8,10 @@ from .registry import KINDS, PROFILES, as_json, entries
 
 # Per kind, the fields a reader needs besides name, description and profiles (in this order).
 COLUMNS = {
-    "predictor": ("floor", "needs_embedding", "gpu"),
+    "predictor": ("floor", "shortcut", "needs_embedding", "needs", "gpu"),
     "gene_embedding": ("floor", "checkpoint", "side_input", "container"),
     "cell_embedder": ("floor", "checkpoint", "gpu", "container"),
-    "metric": ("higher_is_better", "needs"),
+    "metric": ("higher_is_better", "perfect", "ceiling_method", "needs"),
     "alignment": (),
     "cell_task": ("needs",),
 }

@@ -70,7 +70,7 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     from pertprobe.registry import names
 
     board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["model"]) == set(names("predictor")) | {"ceiling"}
+    assert set(board["model"]) == set(names("predictor")) | {"ceiling", "split_half"}
     assert set(board["metric"]) == set(names("metric"))
     # Gene-embedding sources: built-in ones plus every foundation-model table of the test profile.
     assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random", *GENE_MODELS}
@@ -79,10 +79,19 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     assert rank["crispr_informed_mean"] < 0.3
     assert (board["n_splits"] == 2).all()  # 2 folds x 1 seed in the test profile
     assert board[["best_floor", "ceiling"]].notna().all().all()
+    # Bounds that a reader cannot misread: the noise ceiling is above every floor (a split-half
+    # "ceiling" was not: 0.102 against 0.081 for the CRISPR-informed mean on rank_delta).
+    ceiling = board[board["model"] == "ceiling"].set_index("metric")
+    assert (ceiling["gap"] > 0).all() and (ceiling["fraction_of_gap"] == 1).all()
+    assert rank["ceiling"] < rank["crispr_informed_mean"] < rank["split_half"] + 0.05
+    ok = board[board["gap_status"] == "ok"]
+    assert ok["fraction_of_gap"].between(0, 1).all()
+    assert set(board["gap_status"]) <= {"ok", "below the best floor", "above the ceiling", "no defined value"}
     stats = pd.read_csv(results / "statistics.csv")
-    assert {"p_value", "ci_low", "ci_high"} <= set(stats.columns) and len(stats) > 0
+    assert {"p_perturbation", "p_corrected", "ci_low", "ci_high"} <= set(stats.columns) and len(stats) > 0
     html = (results / "report.html").read_text()
     assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
+    assert "Not better than the strongest shortcut probe" in html
     assert (results / "pipeline_info" / "software_versions.yml").read_text().count(':PREPROCESS":') == 1
     assert {p.name.split(".")[1] for p in (results / "embed_cells").glob("*.embedding.h5ad")} == {"pca", "scvi", "random"}
     assert "<h2>Embeddings</h2>" in html and "gene_coverage" in html

@@ -66,7 +66,7 @@ def _chain(workdir: Path) -> dict[str, str]:
          "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--predictor", "ridge", "--gene-embedding",
          "g.parquet", "--dataset", "d", "--out-dir", "ridge"],
         ["evaluate.py", "--prediction", P, "--prediction", Q, "--pseudobulk", "d.pseudobulk.parquet", "--de",
-         "d.de.parquet", "--out", "m.parquet"],
+         "d.de.parquet", "--splits", "d.splits.csv", "--out", "m.parquet"],
         ["evaluate.py", "--prediction", M, "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
          "--out", "n.parquet"],
         ["ceiling.py", "--h5ad", "d.processed.h5ad", "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
@@ -109,7 +109,7 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     assert set(metrics["model"]) == {"crispr_informed_mean", "ridge"}
     # Scoring predictions together or one by one gives the same rows.
     alone = run(BIN / "evaluate.py", "--prediction", P, "--pseudobulk", "d.pseudobulk.parquet", "--de", "d.de.parquet",
-                "--out", tmp_path / "alone.parquet", cwd=work)
+                "--splits", "d.splits.csv", "--out", tmp_path / "alone.parquet", cwd=work)
     assert alone.returncode == 0, alone.stderr
     together = metrics[metrics["model"] == "crispr_informed_mean"].reset_index(drop=True)
     pd.testing.assert_frame_equal(together, pd.read_parquet(tmp_path / "alone.parquet").reset_index())
@@ -126,7 +126,7 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     assert read_table_metadata(work / "g.parquet")["fitted_on"] == "training perturbations"
     board = pd.read_csv(work / "report" / "leaderboard.csv")
     assert {"best_floor", "ceiling", "fraction_of_gap"} <= set(board.columns)
-    assert set(board["model"]) == {"crispr_informed_mean", "mean", "ridge", "ceiling"}
+    assert set(board["model"]) == {"crispr_informed_mean", "mean", "ridge", "ceiling", "split_half"}
     html = (work / "report" / "report.html").read_text()
     assert "crispr_informed_mean" in html and "fraction_of_gap" in html and "data:image/png;base64," in html and "<script src" not in html
 

@@ -160,6 +160,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
 
     LOG.info("preprocess: %d cells x %d genes after QC; normalizing, DE genes", adata.n_obs, adata.n_vars)
     normalize(adata, config.target_sum)
+    library = pd.Series(np.asarray(adata.layers["counts"].sum(axis=1), dtype=np.float64).ravel())
+    library = library.groupby(adata.obs["perturbation"].to_numpy().astype(str)).mean()
     de = de_genes(adata, spec.control_label, config.n_de_genes)
     keep = select_genes(adata, config.n_hvg, target_genes | set(de["gene"]))
     adata = adata[:, keep].copy()
@@ -178,6 +180,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
         targets={p: [g for g in targets.get(p, []) if g in set(adata.var_names)] for p in perts},
         control_label=spec.control_label,
         perturbation_type=spec.perturbation_type,
+        library_size=library.reindex(means.index).rename("library_size"),
     )
     batch_labels = np.char.add(np.char.add(labels.astype(str), "|"), adata.obs["batch"].to_numpy().astype(str))
     by_batch, by_batch_n = group_means(adata.X, batch_labels)

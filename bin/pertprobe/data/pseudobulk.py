@@ -33,6 +33,7 @@ class Pseudobulk:
     targets: dict[str, list[str]]
     control_label: str
     perturbation_type: str
+    library_size: pd.Series | None = None  # mean total counts per cell, before gene selection
 
     @property
     def control(self) -> np.ndarray:
@@ -54,12 +55,16 @@ class Pseudobulk:
             "targets": self.targets,
             "control_label": self.control_label,
             "perturbation_type": self.perturbation_type,
+            **({} if self.library_size is None else
+               {"library_size": {k: float(v) for k, v in self.library_size.items()}}),
         })
 
     @classmethod
     def load(cls, path: str | Path) -> Pseudobulk:
         meta = read_table_metadata(path)
         means = read_table(path)
+        library = meta.get("library_size")
         return cls(means=means, n_cells=pd.Series(meta["n_cells"], name="n_cells").reindex(means.index),
                    targets=meta["targets"], control_label=meta["control_label"],
-                   perturbation_type=meta["perturbation_type"])
+                   perturbation_type=meta["perturbation_type"],
+                   library_size=None if library is None else pd.Series(library, name="library_size").reindex(means.index))

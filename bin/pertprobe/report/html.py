@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ..registry import select
+from ..response.bounds import ANCHORS, OK
 from ..response.metrics import directions
-from ..response.predictors import floors
+from ..response.predictors import floors, shortcuts
+
+LOW_DYNAMIC_RANGE = 0.1  # below this share of the metric's range, a dataset cannot rank models
 
 
 def _png(fig) -> str:
@@ -80,9 +83,41 @@ def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric:
         other = row["predictor_a"] if sign > 0 else row["predictor_b"]
         lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
         rows.append({"predictor": other, "vs": floor, "mean_difference": sign * row["mean_difference"],
-                     "paired_t_p": row["p_value"], "bootstrap_ci_low": lo, "bootstrap_ci_high": hi,
+                     "p_perturbation": row["p_perturbation"], "p_corrected": row["p_corrected"],
+                     "bootstrap_ci_low": lo, "bootstrap_ci_high": hi, "n_perturbations": row["n_perturbations"],
                      "n_splits": row["n_splits"]})
     return pd.DataFrame(rows).sort_values("mean_difference", ascending=not directions().get(metric, True))
+
+
+def _label(row: pd.Series) -> str:
+    return row["model"] + ("" if row["embedding"] == "none" else "/" + row["embedding"])
+
+
+def _bounds_notes(sub: pd.DataFrame) -> str:
+    """Warnings for one dataset x metric: bounds that cannot separate models, and the predictors
+    that do not beat the strongest shortcut probe."""
+    notes = []
+    status = sub["gap_status"].iloc[0] if len(sub) else OK
+    ceiling_row = sub[sub["model"] == "ceiling"]
+    if len(ceiling_row) and ceiling_row["gap_status"].iloc[0] not in (OK, "above the ceiling", "below the best floor"):
+        notes.append(f"fraction_of_gap is undefined here: {status}.")
+    dynamic = sub["dynamic_range"].dropna()
+    if len(dynamic) and dynamic.iloc[0] < LOW_DYNAMIC_RANGE:
+        notes.append(f"Low dynamic range ({dynamic.iloc[0]:.2f} of the metric's range lies between the best floor and "
+                     "the ceiling): this dataset cannot rank models on this metric.")
+    models = sub[~sub["model"].isin(set(floors()) | set(ANCHORS)) & (sub["embedding"] != "random")].dropna(subset=["mean"])
+    shortcut = sub["best_shortcut"].dropna()
+    if len(shortcut) and len(models):
+        higher = directions().get(sub["metric"].iloc[0], True)
+        behind = models[models["mean"] <= shortcut.iloc[0]] if higher else models[models["mean"] >= shortcut.iloc[0]]
+        if len(behind):
+            notes.append(f"Not better than the strongest shortcut probe ({shortcut.iloc[0]:.4f}): "
+                         f"{html.escape(', '.join(_label(r) for _, r in behind.iterrows()))}.")
+    above = sub[sub["gap_status"] == "above the ceiling"]
+    if len(above):
+        notes.append("Above the noise ceiling (check for leakage or a noisy ceiling): "
+                     f"{html.escape(', '.join(_label(r) for _, r in above.iterrows()))}.")
+    return "".join(f"<p class='note'><b>{n}</b></p>" for n in notes)
 
 
 def _cell_section(cell_board: pd.DataFrame) -> list[str]:
@@ -110,13 +145,18 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
     parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
                  "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
-                 f"best of the floors ({', '.join(floors())} and any "
-                 "random-embedding model), ceiling is the split-half experimental-noise ceiling, and "
-                 "fraction_of_gap = (mean − best_floor) / (ceiling − best_floor). rank metrics: 0 is perfect, "
-                 "0.5 is random. Definitions and sources: docs/metrics.md.</p>")
+                 f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "
+                 f"best of the shortcut probes ({', '.join(shortcuts())}); ceiling the noise ceiling, an estimate "
+                 "of what the truth would score against the observed cells; split_half the half-depth technical "
+                 "duplicate (an anchor below the ceiling). Oriented by the metric's direction, fraction_of_gap = "
+                 "(mean − best_floor) / (ceiling − best_floor), given only where the floor-to-ceiling gap exceeds "
+                 "two standard errors (gap_status says why otherwise, or that a row lies outside the bounds); "
+                 "dynamic_range is the share of the metric's range from the best floor to a perfect score that "
+                 "the ceiling leaves room for. rank metrics: 0 is perfect, 0.5 is random. Definitions and "
+                 "sources: docs/metrics.md.</p>")
     primary = select("metric", "minimal")
     cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "best_floor",
-            "ceiling", "fraction_of_gap"]
+            "best_shortcut", "ceiling", "dynamic_range", "fraction_of_gap", "gap_status"]
     for dataset in sorted(board["dataset"].unique()):
         parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
         if dataset in datasets:
@@ -131,14 +171,18 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
         ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
         for metric in ordered:
             sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
-            parts.append(f"<h3>{html.escape(metric)}</h3>" + _table(sub[cols]))
+            parts.append(f"<h3>{html.escape(metric)}</h3>" + _bounds_notes(sub) + _table(sub[cols]))
             parts.append(f"<img alt='{html.escape(metric)}' "
                          f"src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
             if metric in primary:
                 comp = _comparisons(stats, board, dataset, metric)
                 if not comp.empty:
-                    parts.append("<p class='note'>Paired comparisons with the best floor (difference a − floor; "
-                                 "paired t-test across splits; 95% bootstrap CI over perturbations). All pairs: "
+                    parts.append("<p class='note'>Paired comparisons with the best floor (difference a − floor). "
+                                 "p_perturbation: paired t-test over test perturbations, each averaged over the "
+                                 "seeds it was tested in; p_corrected: Nadeau–Bengio corrected resampled t-test "
+                                 "over folds × seeds (repeated splits re-test the same perturbations, so a plain "
+                                 "t-test over splits overstates the evidence); the 95% bootstrap CI resamples "
+                                 "perturbations, the same unit as p_perturbation, so the two agree. All pairs: "
                                  "statistics.csv.</p>" + _table(comp))
     if cell_board is not None and not cell_board.empty:
         parts += _cell_section(cell_board)

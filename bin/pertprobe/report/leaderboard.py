@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..response.bounds import add_bounds
+from ..response.bounds import ANCHORS, add_bounds
 from ..response.metrics import METRIC_COLUMNS, directions
-from ..response.predictors import floors
+from ..response.predictors import floors, shortcuts
 
 
 def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean over perturbations per split, then mean/sd/min/max over splits (folds x seeds), ranks
-    and bounds (best floor, split-half ceiling, fraction of the gap)."""
+    and bounds (best floor and shortcut, noise ceiling, fraction of the gap; see `add_bounds`)."""
     missing = set(METRIC_COLUMNS) - set(metrics.columns)
     if missing:
         raise ValueError(f"metric table lacks columns {sorted(missing)}")
@@ -25,9 +25,9 @@ def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
                   n_values=("n_total", "sum"), n_undefined=("n_undefined", "sum"))
              .reset_index())
     board["higher_is_better"] = board["metric"].map(directions()).fillna(True).astype(bool)
-    # Rank predictors (not the ceiling) by the metric's direction: rank 1 is best.
-    signed = board["mean"].where(board["higher_is_better"], -board["mean"]).where(board["model"] != "ceiling")
+    # Rank predictors (not the anchors) by the metric's direction: rank 1 is best.
+    signed = board["mean"].where(board["higher_is_better"], -board["mean"]).where(~board["model"].isin(ANCHORS))
     board["rank"] = signed.groupby([board["dataset"], board["metric"]]).rank(method="min", ascending=False)
     board["rank"] = board["rank"].astype("Int64")
-    board = add_bounds(board, set(floors()))
+    board = add_bounds(board, set(floors()), set(shortcuts()))
     return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)

@@ -1,9 +1,23 @@
-"""Bounds for every score: the split-half experimental-noise ceiling and the best floor.
+"""Bounds for every score: the noise ceiling, the half-depth technical duplicate, floors and shortcuts.
 
-Ceiling: for each test perturbation, its cells are split at random into two halves; the mean of
-one half is scored as a "prediction" of the other half's mean with the same metrics as any
-predictor, averaged over several draws. No predictor can be expected to beat the agreement of
-two halves of the same experiment by more than noise.
+Ceiling (model ``ceiling``): an estimate of what the truth itself would score against the observed
+pseudobulk O of a test perturbation's n cells, computed with the same metric code and the same test
+perturbations as every predictor, averaged over random half splits of the cells (halves of n_a and
+n_b cells, means A and B). Each metric names its estimate (`ceiling_method` in the registry):
+
+* ``noise_matched``: ``e = (A − B)·√(n_a·n_b)/n`` has the covariance of O's own sampling noise and is
+  uncorrelated with O; ``O + e`` — the observation plus a fresh draw of its noise — is scored
+  against O. For squared-error metrics its expectation equals the truth's (E‖e‖² = E‖O − truth‖²);
+  for overlap and rank metrics it is optimistic, so it bounds from above.
+* ``spearman_brown``: correlations. Under additive noise, the half-vs-half correlation r estimates
+  the reliability of a half-depth profile; the Spearman–Brown formula 2r/(1+r) corrects it to full
+  depth, and the truth's correlation with a full-depth observation is its square root.
+
+The plain half-vs-half score measures two experiments of half the depth and falls below the truth
+whenever cells are noisy, so it is reported as an anchor, never as the ceiling.
+
+Technical duplicate (model ``split_half``): A scored against B, the positive control of Miller
+et al. 2025, measured at half the depth.
 """
 
 from __future__ import annotations
@@ -13,56 +27,131 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.pseudobulk import group_means
-from .metrics import directions, response_metrics
+from .metrics import SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
+
+ANCHORS = ("ceiling", "split_half")  # bounds scored like predictors, never ranked among them
+GAP_NOISE_SE = 2.0  # a floor-to-ceiling gap under this many standard errors is within noise
+OK = "ok"
 
 
-def split_half_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Index, test: list[str],
-                       control: np.ndarray, de_genes: dict[str, list[str]] | None, n_draws: int = 5,
-                       seed: int = 0, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Per-perturbation ceiling metrics (long table), averaged over `n_draws` random half splits."""
+def _means(X: np.ndarray | sp.spmatrix, idx: np.ndarray, keys: np.ndarray, order: list[str],
+           genes: pd.Index) -> pd.DataFrame:
+    means, _ = group_means(X[idx], keys)
+    return means.loc[order].set_axis(pd.Index([k.split("\x00")[0] for k in order], name="perturbation")).set_axis(
+        genes, axis=1)
+
+
+def spearman_brown_ceiling(r: np.ndarray) -> np.ndarray:
+    """Correlation of the truth with a full-depth observation, from the half-vs-half correlation r:
+    √(2r / (1 + r)), 0 where r ≤ 0 (no reliable signal); NaN stays NaN."""
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(r), np.nan, np.sqrt(np.clip(2 * r / (1 + np.maximum(r, 0)), 0, 1)))
+
+
+def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Index, test: list[str],
+                  control: np.ndarray, de_genes: dict[str, list[str]] | None, n_draws: int = 5, seed: int = 0,
+                  metrics: list[str] | None = None, reference: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-perturbation scores of the ceiling and the split-half duplicate (long table with a
+    `model` column), each averaged over `n_draws` random half splits; `reference` as in
+    `response_metrics`."""
     labels = np.asarray(labels).astype(str)
     rng = np.random.default_rng(seed)
     cells = {p: np.flatnonzero(labels == p) for p in test}
     too_few = [p for p, idx in cells.items() if len(idx) < 2]
     if too_few:
         raise ValueError(f"perturbations with fewer than 2 cells cannot be split in half: {too_few[:5]}")
+    every = np.concatenate([cells[p] for p in test])
+    observed = _means(X, every, labels[every], list(test), genes)
+    n = np.array([len(cells[p]) for p in test], dtype=np.float64)
+    n_a = n // 2
+    scale = np.sqrt(n_a * (n - n_a)) / n
+    a_keys, b_keys = [f"{p}\x00a" for p in test], [f"{p}\x00b" for p in test]
+    methods = ceiling_methods()
     draws = []
     for _ in range(n_draws):
         rows, halves = [], []
-        for p in test:
+        for p, half in zip(test, n_a.astype(int), strict=True):
             idx = rng.permutation(cells[p])
-            mid = len(idx) // 2
-            rows += [idx[:mid], idx[mid:]]
-            halves += [f"{p}\x00a"] * mid + [f"{p}\x00b"] * (len(idx) - mid)
-        order = np.concatenate(rows)
-        means, _ = group_means(X[order], np.asarray(halves))
-        a = means.loc[[f"{p}\x00a" for p in test]].set_axis(pd.Index(test, name="perturbation")).set_axis(genes, axis=1)
-        b = means.loc[[f"{p}\x00b" for p in test]].set_axis(pd.Index(test, name="perturbation")).set_axis(genes, axis=1)
-        draws.append(response_metrics(a, b, control, de_genes, metrics=metrics))
+            rows.append(idx)
+            halves += [f"{p}\x00a"] * half + [f"{p}\x00b"] * (len(idx) - half)
+        order, halves = np.concatenate(rows), np.asarray(halves)
+        a = _means(X, order, halves, a_keys, genes)
+        b = _means(X, order, halves, b_keys, genes)
+        noisy = observed + (a - b).to_numpy() * scale[:, None]
+        ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference)
+        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference)
+        by_halves = ceiling["metric"].map(methods).eq(SPEARMAN_BROWN).to_numpy()
+        ceiling.loc[by_halves, "value"] = spearman_brown_ceiling(duplicate.loc[by_halves, "value"].to_numpy())
+        draws += [ceiling.assign(model="ceiling"), duplicate.assign(model="split_half")]
     both = pd.concat(draws, ignore_index=True)
-    return both.groupby(["perturbation", "metric"], sort=False)["value"].mean().reset_index()
+    return both.groupby(["model", "perturbation", "metric"], sort=False)["value"].mean().reset_index()
 
 
-def add_bounds(board: pd.DataFrame, floors: set[str], ceiling_model: str = "ceiling") -> pd.DataFrame:
-    """Add best_floor, ceiling and fraction_of_gap = (value − best floor) / (ceiling − best floor).
+def _best(group: pd.DataFrame, rows: pd.Series, sign: float) -> pd.Series | None:
+    """The row with the best oriented mean among `rows` of `group`, or None."""
+    chosen = group[rows.loc[group.index]].dropna(subset=["mean"])
+    return None if chosen.empty else chosen.loc[(sign * chosen["mean"]).idxmax()]
 
-    `board` has one row per dataset x model x embedding x metric with a `mean` column; floors are
-    the rows whose `model` is in `floors` or whose embedding is `random`.
+
+def _se(row: pd.Series | None) -> float:
+    if row is None or not np.isfinite(row["sd"]) or row["n_splits"] < 2:
+        return 0.0
+    return float(row["sd"]) / np.sqrt(row["n_splits"])
+
+
+def add_bounds(board: pd.DataFrame, floors: set[str], shortcuts: set[str] = frozenset(),
+               ceiling_model: str = "ceiling") -> pd.DataFrame:
+    """Add the bounds of each dataset x metric to the leaderboard rows.
+
+    `board` has one row per dataset x model x embedding x metric with `mean`, `sd` and `n_splits`
+    (over folds x seeds). Floors are the rows whose model is in `floors` or whose embedding is
+    `random`; shortcuts are the rows whose model is in `shortcuts`. Added columns, oriented by the
+    metric's direction (a positive gap is room to improve):
+
+    * best_floor, best_shortcut, ceiling: the bounds' means;
+    * gap = ceiling − best floor (sign-flipped for lower-is-better metrics) and gap_se, its
+      standard error over splits;
+    * dynamic_range = gap / (perfect − best floor): the share of the metric's remaining range
+      that the experiment's noise leaves room for (Miller et al.'s dynamic range fraction);
+    * fraction_of_gap = (mean − best floor) / gap, only where the gap exceeds its noise;
+    * gap_status: ``ok``, or why fraction_of_gap is undefined (for the dataset x metric, or a row
+      without a defined value), or that the row lies outside [floor, ceiling].
     """
     board = board.copy()
     is_floor = board["model"].isin(floors) | (board["embedding"] == "random")
-    best_floor, ceiling = {}, {}
-    higher_is_better = directions()
-    for (dataset, metric), group in board.groupby(["dataset", "metric"]):
-        higher = higher_is_better.get(metric, True)
-        values = group.loc[is_floor.loc[group.index], "mean"].dropna()
-        best_floor[(dataset, metric)] = (values.max() if higher else values.min()) if len(values) else np.nan
-        ceil = group.loc[group["model"] == ceiling_model, "mean"]
-        ceiling[(dataset, metric)] = ceil.iloc[0] if len(ceil) else np.nan
-    keys = list(zip(board["dataset"], board["metric"], strict=True))
-    board["best_floor"] = [best_floor[k] for k in keys]
-    board["ceiling"] = [ceiling[k] for k in keys]
-    gap = board["ceiling"] - board["best_floor"]
-    board["fraction_of_gap"] = np.where(gap.abs() > 1e-12, (board["mean"] - board["best_floor"]) / gap.where(gap != 0, 1),
-                                        np.nan)
+    is_shortcut = board["model"].isin(shortcuts)
+    higher_is_better, perfect = directions(), perfect_scores()
+    columns = {c: pd.Series(np.nan, index=board.index) for c in
+               ("best_floor", "best_shortcut", "ceiling", "gap", "gap_se", "dynamic_range", "fraction_of_gap")}
+    status = pd.Series("", index=board.index, dtype=object)
+    for (_, metric), group in board.groupby(["dataset", "metric"]):
+        sign = 1.0 if higher_is_better.get(metric, True) else -1.0
+        floor = _best(group, is_floor, sign)
+        shortcut = _best(group, is_shortcut, sign)
+        ceiling = _best(group, board["model"] == ceiling_model, sign)
+        idx = group.index
+        columns["best_floor"][idx] = np.nan if floor is None else floor["mean"]
+        columns["best_shortcut"][idx] = np.nan if shortcut is None else shortcut["mean"]
+        columns["ceiling"][idx] = np.nan if ceiling is None else ceiling["mean"]
+        if floor is None or ceiling is None:
+            status[idx] = "no ceiling" if ceiling is None else "no floor"
+            continue
+        gap = sign * (ceiling["mean"] - floor["mean"])
+        gap_se = float(np.hypot(_se(ceiling), _se(floor)))
+        room = sign * (perfect.get(metric, np.nan) - floor["mean"])
+        columns["gap"][idx], columns["gap_se"][idx] = gap, gap_se
+        columns["dynamic_range"][idx] = gap / room if room > 0 else np.nan
+        if gap <= 0:
+            status[idx] = "ceiling not above the best floor"
+        elif gap <= GAP_NOISE_SE * gap_se:
+            status[idx] = f"floor-to-ceiling gap within noise (< {GAP_NOISE_SE:g} SE)"
+        else:
+            fraction = sign * (group["mean"] - floor["mean"]) / gap
+            columns["fraction_of_gap"][idx] = fraction
+            status[idx] = np.where(fraction > 1, "above the ceiling", np.where(fraction < 0, "below the best floor",
+                                   np.where(fraction.isna(), "no defined value", OK)))
+    for name, values in columns.items():
+        board[name] = values
+    board["gap_status"] = status
     return board

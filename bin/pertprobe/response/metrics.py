@@ -20,6 +20,10 @@ METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbatio
 DOCS = "docs/metrics.md#metrics-pertproberesponsemetrics-per-test-perturbation"
 GEARS = "GEARS (Roohani et al. 2023)"
 MetricFn = Callable[..., np.ndarray]
+# How a metric's noise ceiling is estimated (response/bounds.py, docs/metrics.md#bounds).
+NOISE_MATCHED = "noise_matched"  # the observation plus a fresh draw of its own noise, scored against it
+SPEARMAN_BROWN = "spearman_brown"  # correlations: the split-half value corrected to full depth
+CEILING_METHODS = (NOISE_MATCHED, SPEARMAN_BROWN)
 
 
 def _center(a: np.ndarray) -> np.ndarray:
@@ -37,6 +41,12 @@ def _pearson_from_sums(sx, sy, sxy, sxx, syy, n: int) -> np.ndarray:
     constant = (vx <= 1e-12 * np.maximum(sxx, 1e-300)) | (vy <= 1e-12 * np.maximum(syy, 1e-300))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(constant, np.nan, cov / np.sqrt(np.abs(vx * vy)))
+
+
+def _is_constant(a: np.ndarray) -> np.ndarray:
+    """Rows whose spread around their mean is at rounding level."""
+    centered = _center(a)
+    return _rowdot(centered, centered) <= 1e-24 * np.maximum(_rowdot(a, a), 1e-300)
 
 
 def rowwise_pearson(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -125,13 +135,15 @@ class Profiles:
     """One split's predicted and observed profiles (perturbations x genes) with the row sums that
     several metrics share, each computed once."""
 
-    def __init__(self, pred: np.ndarray, obs: np.ndarray, control: np.ndarray, de_index: np.ndarray | None, k: int):
+    def __init__(self, pred: np.ndarray, obs: np.ndarray, control: np.ndarray, de_index: np.ndarray | None, k: int,
+                 reference: np.ndarray | None = None):
         self.P, self.O = pred, obs
         c = np.asarray(control, dtype=np.float64)[None, :]
         self.dP, self.dO = pred - c, obs - c
         self.n_genes = pred.shape[1]
         self.de_index = de_index
         self.k = k
+        self.reference = None if reference is None else np.asarray(reference, dtype=np.float64)[None, :]
 
     @cached_property
     def squared_error(self) -> np.ndarray:
@@ -155,14 +167,21 @@ class Profiles:
 
 
 def metric(name: str, higher_is_better: bool, description: str, source: str,
-           profiles: tuple[str, ...] = ("full",), needs: tuple[str, ...] = ()) -> Callable[[MetricFn], MetricFn]:
-    """Register a response metric: a function of `Profiles` returning one value per perturbation."""
+           profiles: tuple[str, ...] = ("full",), needs: tuple[str, ...] = (), perfect: float | None = None,
+           ceiling_method: str = NOISE_MATCHED) -> Callable[[MetricFn], MetricFn]:
+    """Register a response metric: a function of `Profiles` returning one value per perturbation.
+
+    `perfect` is the score of a perfect prediction (default 1 if higher is better, else 0);
+    `ceiling_method` names how its noise ceiling is estimated (`CEILING_METHODS`)."""
+    if ceiling_method not in CEILING_METHODS:
+        raise ValueError(f"metric {name}: ceiling_method must be one of {CEILING_METHODS}")
     return register("metric", name, higher_is_better=higher_is_better, description=description, source=source,
-                    docs=DOCS, profiles=profiles, needs=needs)
+                    docs=DOCS, profiles=profiles, needs=needs, ceiling_method=ceiling_method,
+                    perfect=(1.0 if higher_is_better else 0.0) if perfect is None else perfect)
 
 
 def de_metric(name: str, higher_is_better: bool, description: str, source: str,
-              profiles: tuple[str, ...] = ("full",)) -> Callable[[MetricFn], MetricFn]:
+              profiles: tuple[str, ...] = ("full",), ceiling_method: str = NOISE_MATCHED) -> Callable[[MetricFn], MetricFn]:
     """Register a metric on each perturbation's DE genes; NaN where a perturbation has fewer than k."""
 
     def decorate(func: MetricFn) -> MetricFn:
@@ -170,20 +189,22 @@ def de_metric(name: str, higher_is_better: bool, description: str, source: str,
             return np.where(x.de.complete, func(x.de), np.nan)
 
         on_de_genes.__doc__ = func.__doc__
-        metric(name, higher_is_better, description, source, profiles, needs=("de_genes",))(on_de_genes)
+        metric(name, higher_is_better, description, source, profiles, needs=("de_genes",),
+               ceiling_method=ceiling_method)(on_de_genes)
         return func
 
     return decorate
 
 
-@metric("pearson", True, "Pearson r over genes of predicted and observed profiles", GEARS, ("paper", "full"))
+@metric("pearson", True, "Pearson r over genes of predicted and observed profiles", GEARS, ("paper", "full"),
+        ceiling_method=SPEARMAN_BROWN)
 def pearson(x: Profiles) -> np.ndarray:
     return _pearson_from_sums(x.P.sum(axis=1), x.O.sum(axis=1), _rowdot(x.P, x.O), _rowdot(x.P, x.P),
                               _rowdot(x.O, x.O), x.n_genes)
 
 
 @metric("pearson_delta", True, "Pearson r of predicted and observed Δ", "scGPT; 'simple controls' study",
-        ("minimal", "paper", "full"))
+        ("minimal", "paper", "full"), ceiling_method=SPEARMAN_BROWN)
 def pearson_delta(x: Profiles) -> np.ndarray:
     return _pearson_from_sums(*x.delta_sums, x.n_genes)
 
@@ -203,11 +224,24 @@ def l2_delta(x: Profiles) -> np.ndarray:
     return np.sqrt(x.squared_error)
 
 
-@metric("cosine_delta", True, "cosine similarity of predicted and observed Δ", "PerturBench", ("paper", "full"))
+@metric("cosine_delta", True, "cosine similarity of predicted and observed Δ", "PerturBench", ("paper", "full"),
+        ceiling_method=SPEARMAN_BROWN)
 def cosine_delta(x: Profiles) -> np.ndarray:
     _, _, sdpdo, sdpdp, sdodo = x.delta_sums
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((sdpdp > 0) & (sdodo > 0), sdpdo / np.sqrt(sdpdp * sdodo), np.nan)
+
+
+@metric("pearson_delta_centroid", True,
+        "Pearson r of predicted and observed profiles minus the perturbed training mean (0 without "
+        "perturbation-specific signal)", "Systema (Viñas Torné et al., Nat. Biotechnol. 2025)",
+        ("minimal", "paper", "full"), needs=("reference",), ceiling_method=SPEARMAN_BROWN)
+def pearson_delta_centroid(x: Profiles) -> np.ndarray:
+    """Pearson Δ against the centroid of the perturbed training cells instead of control: the shift
+    every perturbation shares scores nothing. A prediction equal to the centroid up to a constant
+    (the `mean` floor) scores 0; NaN only where the observation itself is constant."""
+    rP, rO = x.P - x.reference, x.O - x.reference
+    return np.where(_is_constant(rO), np.nan, np.where(_is_constant(rP), 0.0, rowwise_pearson(rP, rO)))
 
 
 @metric("rank_delta", False, "rank of a perturbation's own prediction by cosine of Δ (0 best, 0.5 random)",
@@ -227,13 +261,14 @@ def de_overlap_at_k(x: Profiles) -> np.ndarray:
     return top_k_overlap(x.dP, x.dO, x.k)
 
 
-@de_metric("pearson_de", True, "Pearson r of profiles on the DE genes", GEARS, ("paper", "full"))
+@de_metric("pearson_de", True, "Pearson r of profiles on the DE genes", GEARS, ("paper", "full"),
+           ceiling_method=SPEARMAN_BROWN)
 def pearson_de(d: DEGenes) -> np.ndarray:
     return rowwise_pearson(d.P, d.O)
 
 
 @de_metric("pearson_de_delta", True, "Pearson r of Δ on the DE genes", "scGPT; 'simple controls' study",
-           ("minimal", "paper", "full"))
+           ("minimal", "paper", "full"), ceiling_method=SPEARMAN_BROWN)
 def pearson_de_delta(d: DEGenes) -> np.ndarray:
     return rowwise_pearson(d.dP, d.dO)
 
@@ -259,23 +294,35 @@ def directions() -> dict[str, bool]:
     return {e.name: bool(e.higher_is_better) for e in entries("metric")}
 
 
+def ceiling_methods() -> dict[str, str]:
+    """metric -> how its noise ceiling is estimated."""
+    return {e.name: str(e.ceiling_method) for e in entries("metric")}
+
+
+def perfect_scores() -> dict[str, float]:
+    """metric -> the score of a perfect prediction, for every registered response metric."""
+    return {e.name: float(e.perfect) for e in entries("metric")}
+
+
 def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
                      de_genes: dict[str, list[str]] | None = None, k: int = 20,
-                     metrics: list[str] | None = None) -> pd.DataFrame:
+                     metrics: list[str] | None = None, reference: np.ndarray | None = None) -> pd.DataFrame:
     """Per-perturbation metrics as a long table (perturbation, metric, value).
 
     `pred` and `obs` are perturbations x genes with identical index and columns; `control` is the
     dataset's control mean; `de_genes` maps each perturbation to its top DE genes (DE metrics use
-    the first `k`; they are NaN when absent, and left out when `de_genes` is None). `metrics`
-    chooses registered metrics (default: all).
+    the first `k`; they are NaN when absent, and left out when `de_genes` is None); `reference` is
+    the mean profile of the split's perturbed training cells (centroid metrics; left out when None).
+    `metrics` chooses registered metrics (default: all).
     """
     if not pred.index.equals(obs.index) or not pred.columns.equals(obs.columns):
         raise ValueError("prediction and observation must have the same perturbations and genes in the same order")
     chosen = set(metrics) if metrics is not None else None
     de_index = _de_index(pred.index, pred.columns, de_genes, k) if de_genes is not None else None
-    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k)
+    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k, reference)
+    given = {"de_genes": de_genes is not None, "reference": reference is not None}
     values = {e.name: e.func(x) for e in entries("metric")
-              if (chosen is None or e.name in chosen) and ("de_genes" not in e.needs or de_genes is not None)}
+              if (chosen is None or e.name in chosen) and all(given.get(need, True) for need in e.needs)}
     n = len(pred)
     return pd.DataFrame({
         "perturbation": np.tile(pred.index.to_numpy(), len(values)),

@@ -2,7 +2,8 @@
 
 A predictor sees only `TrainingData` (training perturbations' pseudobulk, optionally per batch,
 and the control mean) plus the labels and targets of the test perturbations — never their
-observed profiles. Embedding-based predictors map a perturbation embedding (see
+observed profiles (a predictor that `needs` 'test_metadata' also sees their cell counts and
+library sizes: the metadata shortcut probe). Embedding-based predictors map a perturbation embedding (see
 `gene_embeddings`) to the response; test perturbations without an embedding fall back to `mean`
 and are counted.
 """
@@ -24,6 +25,7 @@ from .training import Prediction, TrainingData, perturbed_mean, tile
 DOCS = "docs/metrics.md#predictors-pertproberesponsepredictors"
 SIMPLE_CONTROLS = "Ahlmann-Eltze, Huber & Anders 2025 ('simple controls' study)"
 MULTIMODAL = "multimodal perturbation-embedding benchmark (bioRxiv 10.1101/2025.06.26.661186)"
+RIDGE_ALPHAS = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
 
 
 def predictor(name: str, **fields: Any) -> Callable[[Callable[..., Prediction]], Callable[..., Prediction]]:
@@ -89,6 +91,62 @@ def additive(train: TrainingData, test: list[str], **_: Any) -> Prediction:
         else:
             fallback.append(pert)
     return Prediction(out, {"n_fallback": len(fallback), "fallback": fallback})
+
+
+# ---- shortcut probes: floors that exploit one easy signal (docs/metrics.md#shortcut-probes) -------
+
+SHORTCUTS = "Virtual Cell Challenge 2025 shortcut analyses; this project"
+
+
+def _target_fold_change(train: TrainingData) -> tuple[float, int]:
+    """Median ratio (normalized counts) of a target gene's level in its perturbation to its control
+    level, over every measured target of the training perturbations; 1 without any."""
+    col = {g: i for i, g in enumerate(train.genes)}
+    ratios = [np.expm1(train.means.at[pert, gene]) / np.expm1(train.control[col[gene]])
+              for pert in train.means.index for gene in train.targets.get(pert, [])
+              if train.control[col[gene]] > 0]
+    return (float(np.median(ratios)) if ratios else 1.0), len(ratios)
+
+
+@predictor("target_only", floor=True, shortcut=True, profiles=("minimal", "paper", "full"), source=SHORTCUTS,
+           description="the control profile with only the perturbed genes changed, by the target fold-change "
+                       "fitted on training perturbations")
+def target_only(train: TrainingData, test: list[str], **_: Any) -> Prediction:
+    """Control profile; each measured target of a test perturbation is scaled, in normalized counts,
+    by the median fold-change the training perturbations show on their own targets."""
+    fold, n_targets = _target_fold_change(train)
+    out = tile(train.control, len(test))
+    col = {g: i for i, g in enumerate(train.genes)}
+    for row, pert in enumerate(test):
+        for gene in train.targets.get(pert, []):
+            j = col[gene]
+            out[row, j] = np.log1p(fold * np.expm1(train.control[j]))
+    return Prediction(out, {"target_fold_change": fold, "n_training_targets": n_targets})
+
+
+def _metadata_features(n_cells: pd.Series, library_size: pd.Series | None) -> np.ndarray:
+    columns = [np.log(n_cells.to_numpy(dtype=np.float64))]
+    if library_size is not None:
+        columns.append(np.log(library_size.to_numpy(dtype=np.float64)))
+    return np.column_stack(columns)
+
+
+@predictor("metadata_only", floor=True, shortcut=True, needs=("test_metadata",), profiles=("paper", "full"),
+           source=SHORTCUTS,
+           description="ridge regression from a perturbation's cell count and mean library size to its Δ, α by inner CV")
+def metadata_only(train: TrainingData, test: list[str], test_metadata: pd.DataFrame | None = None, seed: int = 0,
+                  **_: Any) -> Prediction:
+    """Δ predicted from metadata alone: log cell count and log mean library size per perturbation
+    (the test perturbations' own metadata, never their expression)."""
+    if test_metadata is None:
+        raise ValueError("metadata_only needs the test perturbations' cell counts (test_metadata)")
+    library = test_metadata["library_size"] if train.library_size is not None else None
+    x_train = _metadata_features(train.n_cells, train.library_size)
+    x_test = _metadata_features(test_metadata["n_cells"].loc[list(test)],
+                                None if library is None else library.loc[list(test)])
+    fit = _sklearn_probe(_ridge_estimator, {"alpha": RIDGE_ALPHAS})
+    delta, info = fit(train, list(train.means.index), x_train, train.deltas, x_test, seed)
+    return Prediction(train.control + delta, {**info, "features": ["log_n_cells"] + ["log_library_size"] * (x_train.shape[1] - 1)})
 
 
 # ---- models on perturbation embeddings -----------------------------------------------------------
@@ -207,7 +265,24 @@ predictor("knn", needs_embedding=True, profiles=("paper", "full"), source=MULTIM
                                                          "weights": ["uniform", "distance"]})))
 predictor("ridge", needs_embedding=True, profiles=("paper", "full"), source=MULTIMODAL,
           description="ridge regression embedding → Δ, α by inner CV")(
-    _embedding_predictor(_sklearn_probe(_ridge_estimator, {"alpha": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]})))
+    _embedding_predictor(_sklearn_probe(_ridge_estimator, {"alpha": RIDGE_ALPHAS})))
+
+
+def _nearest_fit_predict(train: TrainingData, names: list[str], p_train: np.ndarray, d_train: np.ndarray,
+                         p_test: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Δ of the training perturbation whose embedding is the most cosine-similar (first on ties)."""
+    def unit(a: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(a, axis=1, keepdims=True)
+        return np.divide(a, norm, out=np.zeros_like(a, dtype=np.float64), where=norm > 0)
+
+    nearest = np.argmax(unit(p_test) @ unit(p_train).T, axis=1)
+    return d_train[nearest], {"nearest": [names[i] for i in nearest]}
+
+
+predictor("nearest_training", needs_embedding=True, floor=True, shortcut=True, profiles=("paper", "full"),
+          source=SHORTCUTS + "; the nearest-neighbour retrieval baseline",
+          description="the profile of the training perturbation nearest in the gene embedding (cosine)")(
+    _embedding_predictor(_nearest_fit_predict))
 predictor("latent_additive", needs_embedding=True, gpu=True, profiles=("paper", "full"), source="PerturBench",
           description="decoder(encoder(control) + perturbation encoder(embedding)), torch")(
     _embedding_predictor(_torch_model("latent_additive")))
@@ -221,6 +296,11 @@ def floors() -> list[str]:
     return [e.name for e in entries("predictor", floor=True)]
 
 
+def shortcuts() -> list[str]:
+    """The floors that exploit a shortcut (the report's best shortcut)."""
+    return [e.name for e in entries("predictor", shortcut=True)]
+
+
 def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedding: pd.DataFrame | None = None,
             by_batch: pd.DataFrame | None = None, seed: int = 0, **params: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predicted pseudobulk (test perturbations x genes) of predictor `name` trained on `train`."""
@@ -231,6 +311,10 @@ def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedd
     if overlap:
         raise ValueError(f"perturbations in both train and test: {overlap[:5]}")
     data = TrainingData.from_pseudobulk(pb, train, by_batch)
+    if "test_metadata" in entry.needs:
+        params["test_metadata"] = pd.DataFrame({"n_cells": pb.n_cells.loc[list(test)],
+                                                "library_size": None if pb.library_size is None
+                                                else pb.library_size.loc[list(test)]})
     result = entry.func(data, list(test), embedding=embedding, seed=seed, **params)
     frame = pd.DataFrame(result.values, index=pd.Index(test, name="perturbation"), columns=pb.genes)
     return frame, result.info

@@ -22,6 +22,7 @@ class TrainingData:
     perturbation_type: str
     by_batch: pd.DataFrame | None = None  # (perturbation, batch) x genes for training perts and controls
     control_label: str = "control"
+    library_size: pd.Series | None = None  # training perturbations' mean total counts per cell
 
     @classmethod
     def from_pseudobulk(cls, pb: Pseudobulk, train: list[str], by_batch: pd.DataFrame | None = None) -> TrainingData:
@@ -33,7 +34,8 @@ class TrainingData:
             by_batch = by_batch[keep].copy()
         return cls(means=pb.means.loc[train].copy(), n_cells=pb.n_cells.loc[train].copy(),
                    control=pb.control.copy(), targets=pb.targets, perturbation_type=pb.perturbation_type,
-                   by_batch=by_batch, control_label=pb.control_label)
+                   by_batch=by_batch, control_label=pb.control_label,
+                   library_size=None if pb.library_size is None else pb.library_size.loc[train].copy())
 
     @property
     def genes(self) -> pd.Index:
@@ -56,6 +58,11 @@ def perturbed_mean(train: TrainingData) -> np.ndarray:
     """Mean over all perturbed training cells (each perturbation weighted by its number of cells)."""
     w = train.n_cells.to_numpy(dtype=np.float64)
     return (train.means.to_numpy(dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()
+
+
+def centroid(pb: Pseudobulk, train: list[str]) -> np.ndarray:
+    """The split's reference for centroid metrics: the mean over its perturbed training cells."""
+    return perturbed_mean(TrainingData.from_pseudobulk(pb, train))
 
 
 def tile(vector: np.ndarray, n: int) -> np.ndarray:

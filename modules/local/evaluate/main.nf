@@ -7,7 +7,7 @@ process EVALUATE {
     label 'process_single'
 
     input:
-    tuple val(meta), val(seed), val(fold), path(predictions, stageAs: 'predictions/*'), path(pseudobulk), path(de)
+    tuple val(meta), val(seed), val(fold), path(predictions, stageAs: 'predictions/*'), path(pseudobulk), path(de), path(splits)
 
     output:
     tuple val(meta), path("*.metrics.parquet"), emit: metrics
@@ -24,6 +24,7 @@ process EVALUATE {
         ${predictions.collect { "--prediction ${it}" }.join(' ')} \\
         --pseudobulk ${pseudobulk} \\
         --de ${de} \\
+        --splits ${splits} \\
         --out ${prefix}.metrics.parquet \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

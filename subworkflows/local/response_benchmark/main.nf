@@ -66,7 +66,7 @@ workflow RESPONSE_BENCHMARK {
         .map { meta, seed, fold, files -> [groupKey([meta, seed, fold], tasksPerSplit), files] }
         .groupTuple()
         .map { key, files -> key.getGroupTarget() + [files.flatten().sort { it.name }] }
-        .combine(ch_processed.map { meta, h5ad, pb, by_batch, de, splits -> [meta, pb, de] }, by: 0)
+        .combine(ch_processed.map { meta, h5ad, pb, by_batch, de, splits -> [meta, pb, de, splits] }, by: 0)
     EVALUATE(ch_evaluate)
 
     CEILING(ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, de, splits, seed, fold] })

@@ -7,12 +7,12 @@ from pertprobe.data.dataset import DatasetSpec
 from pertprobe.data.de import de_gene_sets
 from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
 from pertprobe.registry import entries
-from pertprobe.response.bounds import split_half_ceiling
+from pertprobe.response.bounds import noise_ceiling
 from pertprobe.response.gene_embeddings import data_pca, random_embedding
 from pertprobe.response.metrics import response_metrics
 from pertprobe.response.predictors import predict
 from pertprobe.response.statistics import paired_comparisons
-from pertprobe.response.training import TrainingData
+from pertprobe.response.training import TrainingData, centroid
 
 from ...conftest import TEST_DATA
 
@@ -30,18 +30,19 @@ def run():
         train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
         test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
         observed = pb.means.loc[test]
+        reference = centroid(pb, train)
         embeddings = {"data_pca": data_pca(pb.means.loc[train], pb.targets, 10, seed),
                       "random": random_embedding(pb.genes, 10, seed)}
         runs = [(p.name, "none", None) for p in FAST if not p.needs_embedding]
         runs += [(p.name, e, embeddings[e]) for p in FAST if p.needs_embedding for e in embeddings]
         for name, emb_name, emb in runs:
             pred, _ = predict(name, pb, train, test, embedding=emb, by_batch=result.pseudobulk_by_batch, seed=seed)
-            frames.append(response_metrics(pred, observed, pb.control, de).assign(model=name, embedding=emb_name))
-        frames.append(response_metrics(observed.copy(), observed, pb.control, de).assign(model="oracle",
-                                                                                          embedding="none"))
-        ceiling = split_half_ceiling(result.adata.X, result.adata.obs["perturbation"].to_numpy(), pb.genes, test,
-                                     pb.control, de, n_draws=3, seed=seed)
-        frames.append(ceiling.assign(model="ceiling", embedding="none"))
+            frames.append(response_metrics(pred, observed, pb.control, de, reference=reference)
+                          .assign(model=name, embedding=emb_name))
+        frames.append(response_metrics(observed.copy(), observed, pb.control, de, reference=reference)
+                      .assign(model="oracle", embedding="none"))
+        frames.append(noise_ceiling(result.adata.X, result.adata.obs["perturbation"].to_numpy(), pb.genes, test,
+                                    pb.control, de, n_draws=3, seed=seed, reference=reference).assign(embedding="none"))
         for frame in frames[-(len(runs) + 2):]:
             frame["seed"], frame["split"] = seed, f"fold{fold}"
     metrics = pd.concat(frames, ignore_index=True).assign(dataset="sim")
@@ -91,12 +92,66 @@ def test_random_embeddings_do_no_better_than_the_mean(run, model):
     assert _score(metrics, model, "pearson_delta", "random") < _score(metrics, model, "pearson_delta", "data_pca")
 
 
-def test_ceiling_is_above_every_predictor(run):
+def test_no_floor_beats_the_ceiling(run):
+    """On every metric, in its direction, on average over splits."""
+    from pertprobe.response.metrics import directions
+    from pertprobe.response.predictors import floors
+
     metrics, _ = run
-    predictors = metrics[~metrics["model"].isin(["ceiling", "oracle"])]
+    for metric, higher in directions().items():
+        ceiling = _score(metrics, "ceiling", metric)
+        for model in floors():
+            for embedding in metrics.loc[metrics["model"] == model, "embedding"].unique():
+                floor = _score(metrics, model, metric, embedding)
+                if np.isnan(floor):  # e.g. a correlation with the zero Δ of no_change
+                    continue
+                assert (floor < ceiling) if higher else (floor > ceiling), (metric, model, embedding, floor, ceiling)
+
+
+def test_ceiling_is_above_every_predictor_on_the_delta_correlations(run):
+    metrics, _ = run
+    predictors = metrics[~metrics["model"].isin(["ceiling", "split_half", "oracle"])]
     per_model = predictors.groupby(["model", "embedding", "metric"])["value"].mean().unstack("metric")
     for metric in ("pearson_delta", "pearson_de_delta", "cosine_delta"):
         assert _score(metrics, "ceiling", metric) > per_model[metric].max(), metric
+
+
+def test_shortcut_probes_are_strong_only_where_their_signal_is(run):
+    """target_only carries the perturbed gene's own knockdown: near-perfect identification on the
+    rank metric and as much Pearson Δ as the mean (the target dominates Δ), but nothing on the
+    downstream DE genes; metadata_only carries no perturbation identity; nearest_training is only
+    as good as its embedding."""
+    metrics, _ = run
+    assert _score(metrics, "target_only", "rank_delta") < 0.15
+    assert _score(metrics, "target_only", "pearson_delta") > _score(metrics, "mean", "pearson_delta") - 0.05
+    for metric in ("direction_accuracy_de", "de_overlap_at_k"):
+        assert _score(metrics, "target_only", metric) < _score(metrics, "mean", metric) - 0.1, metric
+    assert abs(_score(metrics, "metadata_only", "rank_delta") - 0.5) < 0.15
+    assert _score(metrics, "metadata_only", "pearson_delta") < _score(metrics, "mean", "pearson_delta") + 0.05
+    assert (_score(metrics, "nearest_training", "rank_delta", "data_pca")
+            < _score(metrics, "nearest_training", "rank_delta", "random") - 0.05)
+
+
+def test_target_only_fits_the_knockdown_of_the_simulator(run):
+    """The simulator multiplies each target's expression by 0.15 (CRISPRi)."""
+    _, result = run
+    pb = result.pseudobulk
+    train = pb.perturbations[: len(pb.perturbations) // 2]
+    _, info = predict("target_only", pb, train, pb.perturbations[len(train):])
+    assert 0.05 < info["target_fold_change"] < 0.35 and info["n_training_targets"] >= 10
+
+
+def test_centroid_delta_gives_the_shared_shift_no_credit(run):
+    """Systema: against control, the mean (the shift every perturbation shares) gets a sizeable
+    Pearson Δ; against the perturbed centroid it scores exactly 0, and so does the unweighted mean
+    of means up to noise, while a predictor with perturbation-specific signal keeps a positive score."""
+    metrics, _ = run
+    assert _score(metrics, "mean", "pearson_delta") > 0.2
+    mean = metrics[(metrics["model"] == "mean") & (metrics["metric"] == "pearson_delta_centroid")]["value"]
+    assert len(mean) and (mean == 0).all()
+    assert abs(_score(metrics, "mean_of_means", "pearson_delta_centroid")) < 0.1
+    assert _score(metrics, "linear", "pearson_delta_centroid", "data_pca") > 0.2
+    assert _score(metrics, "linear", "pearson_delta_centroid", "random") < 0.1
 
 
 def test_additive_beats_mean_on_combinations_whose_singles_were_trained(run):

@@ -90,7 +90,9 @@ def _frames(rng, n=8, g=60):
 
 def test_oracle_is_perfect_on_every_metric(rng):
     obs, control, de = _frames(rng)
-    wide = response_metrics(obs.copy(), obs, control, de).pivot(index="perturbation", columns="metric", values="value")
+    reference = obs.mean(axis=0).to_numpy()
+    wide = response_metrics(obs.copy(), obs, control, de, reference=reference).pivot(
+        index="perturbation", columns="metric", values="value")
     assert set(wide.columns) == set(METRICS)
     best = {m: (1.0 if HIGHER_IS_BETTER[m] else 0.0) for m in METRICS}
     for metric, value in best.items():
@@ -100,7 +102,9 @@ def test_oracle_is_perfect_on_every_metric(rng):
 def test_metrics_against_literal_definitions(rng):
     obs, control, de = _frames(rng)
     pred = obs + rng.normal(scale=0.7, size=obs.shape)
-    wide = response_metrics(pred, obs, control, de).pivot(index="perturbation", columns="metric", values="value")
+    reference = control + rng.normal(scale=0.3, size=control.shape)
+    wide = response_metrics(pred, obs, control, de, reference=reference).pivot(
+        index="perturbation", columns="metric", values="value")
     for p in obs.index:
         o, q = obs.loc[p].to_numpy(), pred.loc[p].to_numpy()
         do, dq = o - control, q - control
@@ -108,6 +112,7 @@ def test_metrics_against_literal_definitions(rng):
         expected = {
             "pearson": stats.pearsonr(q, o)[0],
             "pearson_delta": stats.pearsonr(dq, do)[0],
+            "pearson_delta_centroid": stats.pearsonr(q - reference, o - reference)[0],
             "pearson_de": stats.pearsonr(q[cols], o[cols])[0],
             "pearson_de_delta": stats.pearsonr(dq[cols], do[cols])[0],
             "mse": np.mean((q - o) ** 2),
@@ -131,7 +136,18 @@ def test_missing_de_genes_give_nan_not_a_guess(rng):
     assert wide.loc["p0", list(DE_METRICS)].isna().all()
     assert wide.loc["p1", list(DE_METRICS)].notna().all()
     no_de = response_metrics(obs.copy(), obs, control)
-    assert set(no_de["metric"]) == set(METRICS) - set(DE_METRICS)
+    assert set(no_de["metric"]) == set(METRICS) - set(DE_METRICS) - {"pearson_delta_centroid"}
+
+
+def test_centroid_delta_scores_the_centroid_zero(rng):
+    """A prediction equal to the reference up to a constant carries no perturbation-specific
+    signal: 0, not NaN; a constant observation is still undefined."""
+    obs, control, _ = _frames(rng)
+    reference = obs.mean(axis=0).to_numpy()
+    pred = pd.DataFrame(np.tile(reference + 0.3, (len(obs), 1)), index=obs.index, columns=obs.columns)
+    obs.iloc[0] = reference + 1.0
+    out = response_metrics(pred, obs, control, metrics=["pearson_delta_centroid"], reference=reference)["value"]
+    assert np.isnan(out.iloc[0]) and (out.iloc[1:] == 0).all()
 
 
 def test_response_metrics_rejects_misaligned_inputs(rng):
