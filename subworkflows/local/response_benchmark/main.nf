@@ -1,6 +1,6 @@
 /*
  * Response prediction for unseen perturbations: gene (perturbation) embeddings per split, every
- * predictor per split, one EVALUATE per split over all its predictions, and the split-half ceiling.
+ * predictor per split, one EVALUATE per split over all its predictions, and the noise ceiling with the split-half duplicate.
  */
 include { EXTRACT_GENE_EMBEDDINGS } from '../../../modules/local/extract_gene_embeddings/main'
 include { EMBED_GENES             } from '../../../modules/local/embed_genes/main'
