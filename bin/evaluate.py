@@ -29,6 +29,7 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
     pb = Pseudobulk.load(pseudobulk_path)
     de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
     splits = read_table(splits_path) if splits_path else None
+    centroids = {}  # (seed, fold) -> the perturbed training mean, once per split
     tables = []
     for prediction_path in sorted(prediction_paths):
         pred = read_table(prediction_path)
@@ -39,8 +40,10 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
                                    f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
         reference = None
         if splits is not None:
-            train, _ = split_sets(splits, int(meta["seed"]), int(str(meta["split"]).removeprefix("fold")), splits_path)
-            reference = centroid(pb, train)
+            key = (int(meta["seed"]), int(str(meta["split"]).removeprefix("fold")))
+            if key not in centroids:
+                centroids[key] = centroid(pb, split_sets(splits, *key, splits_path)[0])
+            reference = centroids[key]
         table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference)
         for key in ("dataset", "split", "seed", "model", "embedding"):
             table[key] = meta[key]

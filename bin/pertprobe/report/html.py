@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import select
-from ..response.bounds import ANCHORS, OK
+from ..response.bounds import ABOVE_CEILING, ANCHORS, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
 
@@ -97,10 +97,9 @@ def _bounds_notes(sub: pd.DataFrame) -> str:
     """Warnings for one dataset x metric: bounds that cannot separate models, and the predictors
     that do not beat the strongest shortcut probe."""
     notes = []
-    status = sub["gap_status"].iloc[0] if len(sub) else OK
-    ceiling_row = sub[sub["model"] == "ceiling"]
-    if len(ceiling_row) and ceiling_row["gap_status"].iloc[0] not in (OK, "above the ceiling", "below the best floor"):
-        notes.append(f"fraction_of_gap is undefined here: {status}.")
+    ceiling_status = sub.loc[sub["model"] == "ceiling", "gap_status"]
+    if len(ceiling_status) and ceiling_status.iloc[0] not in ROW_STATUSES:
+        notes.append(f"fraction_of_gap is undefined here: {ceiling_status.iloc[0]}.")
     dynamic = sub["dynamic_range"].dropna()
     if len(dynamic) and dynamic.iloc[0] < LOW_DYNAMIC_RANGE:
         notes.append(f"Low dynamic range ({dynamic.iloc[0]:.2f} of the metric's range lies between the best floor and "
@@ -113,7 +112,7 @@ def _bounds_notes(sub: pd.DataFrame) -> str:
         if len(behind):
             notes.append(f"Not better than the strongest shortcut probe ({shortcut.iloc[0]:.4f}): "
                          f"{html.escape(', '.join(_label(r) for _, r in behind.iterrows()))}.")
-    above = sub[sub["gap_status"] == "above the ceiling"]
+    above = sub[sub["gap_status"] == ABOVE_CEILING]
     if len(above):
         notes.append("Above the noise ceiling (check for leakage or a noisy ceiling): "
                      f"{html.escape(', '.join(_label(r) for _, r in above.iterrows()))}.")

@@ -32,13 +32,13 @@ from .metrics import SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores
 ANCHORS = ("ceiling", "split_half")  # bounds scored like predictors, never ranked among them
 GAP_NOISE_SE = 2.0  # a floor-to-ceiling gap under this many standard errors is within noise
 OK = "ok"
+BELOW_FLOOR, ABOVE_CEILING, NO_VALUE = "below the best floor", "above the ceiling", "no defined value"
+ROW_STATUSES = (OK, BELOW_FLOOR, ABOVE_CEILING, NO_VALUE)  # a row's place; any other status is its metric's
 
 
-def _means(X: np.ndarray | sp.spmatrix, idx: np.ndarray, keys: np.ndarray, order: list[str],
-           genes: pd.Index) -> pd.DataFrame:
-    means, _ = group_means(X[idx], keys)
-    return means.loc[order].set_axis(pd.Index([k.split("\x00")[0] for k in order], name="perturbation")).set_axis(
-        genes, axis=1)
+def _means(means: pd.DataFrame, keys: list[str], test: list[str], genes: pd.Index) -> pd.DataFrame:
+    """Rows `keys` of group means, relabelled by their test perturbation."""
+    return means.loc[keys].set_axis(pd.Index(test, name="perturbation")).set_axis(genes, axis=1)
 
 
 def spearman_brown_ceiling(r: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
     if too_few:
         raise ValueError(f"perturbations with fewer than 2 cells cannot be split in half: {too_few[:5]}")
     every = np.concatenate([cells[p] for p in test])
-    observed = _means(X, every, labels[every], list(test), genes)
+    observed = _means(group_means(X[every], labels[every])[0], list(test), list(test), genes)
     n = np.array([len(cells[p]) for p in test], dtype=np.float64)
     n_a = n // 2
     scale = np.sqrt(n_a * (n - n_a)) / n
@@ -75,9 +75,9 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
             idx = rng.permutation(cells[p])
             rows.append(idx)
             halves += [f"{p}\x00a"] * half + [f"{p}\x00b"] * (len(idx) - half)
-        order, halves = np.concatenate(rows), np.asarray(halves)
-        a = _means(X, order, halves, a_keys, genes)
-        b = _means(X, order, halves, b_keys, genes)
+        order = np.concatenate(rows)
+        means = group_means(X[order], np.asarray(halves))[0]
+        a, b = _means(means, a_keys, list(test), genes), _means(means, b_keys, list(test), genes)
         noisy = observed + (a - b).to_numpy() * scale[:, None]
         ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference)
         duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference)
@@ -149,8 +149,8 @@ def add_bounds(board: pd.DataFrame, floors: set[str], shortcuts: set[str] = froz
         else:
             fraction = sign * (group["mean"] - floor["mean"]) / gap
             columns["fraction_of_gap"][idx] = fraction
-            status[idx] = np.where(fraction > 1, "above the ceiling", np.where(fraction < 0, "below the best floor",
-                                   np.where(fraction.isna(), "no defined value", OK)))
+            status[idx] = np.select([fraction > 1, fraction < 0, fraction.isna()], [ABOVE_CEILING, BELOW_FLOOR, NO_VALUE],
+                                    OK)
     for name, values in columns.items():
         board[name] = values
     board["gap_status"] = status

@@ -38,15 +38,14 @@ def _pearson_from_sums(sx, sy, sxy, sxx, syy, n: int) -> np.ndarray:
     """Pearson r from row sums; a row whose variance is at rounding level counts as constant (NaN)."""
     vx, vy = sxx - sx * sx / n, syy - sy * sy / n
     cov = sxy - sx * sy / n
-    constant = (vx <= 1e-12 * np.maximum(sxx, 1e-300)) | (vy <= 1e-12 * np.maximum(syy, 1e-300))
+    constant = _flat(vx, sxx) | _flat(vy, syy)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(constant, np.nan, cov / np.sqrt(np.abs(vx * vy)))
 
 
-def _is_constant(a: np.ndarray) -> np.ndarray:
-    """Rows whose spread around their mean is at rounding level."""
-    centered = _center(a)
-    return _rowdot(centered, centered) <= 1e-24 * np.maximum(_rowdot(a, a), 1e-300)
+def _flat(spread: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """Rows whose sum of squared deviations is at rounding level of their sum of squares."""
+    return spread <= 1e-12 * np.maximum(squares, 1e-300)
 
 
 def rowwise_pearson(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -241,7 +240,10 @@ def pearson_delta_centroid(x: Profiles) -> np.ndarray:
     every perturbation shares scores nothing. A prediction equal to the centroid up to a constant
     (the `mean` floor) scores 0; NaN only where the observation itself is constant."""
     rP, rO = x.P - x.reference, x.O - x.reference
-    return np.where(_is_constant(rO), np.nan, np.where(_is_constant(rP), 0.0, rowwise_pearson(rP, rO)))
+    sp, so, spp, soo, n = rP.sum(axis=1), rO.sum(axis=1), _rowdot(rP, rP), _rowdot(rO, rO), x.n_genes
+    r = _pearson_from_sums(sp, so, _rowdot(rP, rO), spp, soo, n)
+    no_signal = _flat(spp - sp * sp / n, spp) & ~_flat(soo - so * so / n, soo)
+    return np.where(no_signal, 0.0, r)
 
 
 @metric("rank_delta", False, "rank of a perturbation's own prediction by cosine of Δ (0 best, 0.5 random)",

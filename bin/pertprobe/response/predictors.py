@@ -98,10 +98,9 @@ def additive(train: TrainingData, test: list[str], **_: Any) -> Prediction:
 SHORTCUTS = "Virtual Cell Challenge 2025 shortcut analyses; this project"
 
 
-def _target_fold_change(train: TrainingData) -> tuple[float, int]:
+def _target_fold_change(train: TrainingData, col: dict[str, int]) -> tuple[float, int]:
     """Median ratio (normalized counts) of a target gene's level in its perturbation to its control
     level, over every measured target of the training perturbations; 1 without any."""
-    col = {g: i for i, g in enumerate(train.genes)}
     ratios = [np.expm1(train.means.at[pert, gene]) / np.expm1(train.control[col[gene]])
               for pert in train.means.index for gene in train.targets.get(pert, [])
               if train.control[col[gene]] > 0]
@@ -114,9 +113,9 @@ def _target_fold_change(train: TrainingData) -> tuple[float, int]:
 def target_only(train: TrainingData, test: list[str], **_: Any) -> Prediction:
     """Control profile; each measured target of a test perturbation is scaled, in normalized counts,
     by the median fold-change the training perturbations show on their own targets."""
-    fold, n_targets = _target_fold_change(train)
-    out = tile(train.control, len(test))
     col = {g: i for i, g in enumerate(train.genes)}
+    fold, n_targets = _target_fold_change(train, col)
+    out = tile(train.control, len(test))
     for row, pert in enumerate(test):
         for gene in train.targets.get(pert, []):
             j = col[gene]
@@ -140,10 +139,8 @@ def metadata_only(train: TrainingData, test: list[str], test_metadata: pd.DataFr
     (the test perturbations' own metadata, never their expression)."""
     if test_metadata is None:
         raise ValueError("metadata_only needs the test perturbations' cell counts (test_metadata)")
-    library = test_metadata["library_size"] if train.library_size is not None else None
     x_train = _metadata_features(train.n_cells, train.library_size)
-    x_test = _metadata_features(test_metadata["n_cells"].loc[list(test)],
-                                None if library is None else library.loc[list(test)])
+    x_test = _metadata_features(test_metadata["n_cells"], test_metadata.get("library_size"))
     fit = _sklearn_probe(_ridge_estimator, {"alpha": RIDGE_ALPHAS})
     delta, info = fit(train, list(train.means.index), x_train, train.deltas, x_test, seed)
     return Prediction(train.control + delta, {**info, "features": ["log_n_cells"] + ["log_library_size"] * (x_train.shape[1] - 1)})
@@ -312,9 +309,8 @@ def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedd
         raise ValueError(f"perturbations in both train and test: {overlap[:5]}")
     data = TrainingData.from_pseudobulk(pb, train, by_batch)
     if "test_metadata" in entry.needs:
-        params["test_metadata"] = pd.DataFrame({"n_cells": pb.n_cells.loc[list(test)],
-                                                "library_size": None if pb.library_size is None
-                                                else pb.library_size.loc[list(test)]})
+        columns = {"n_cells": pb.n_cells, "library_size": pb.library_size}
+        params["test_metadata"] = pd.DataFrame({k: v.loc[list(test)] for k, v in columns.items() if v is not None})
     result = entry.func(data, list(test), embedding=embedding, seed=seed, **params)
     frame = pd.DataFrame(result.values, index=pd.Index(test, name="perturbation"), columns=pb.genes)
     return frame, result.info
