@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Noise ceiling and split-half technical duplicate for the test perturbations of one split."""
+"""Noise ceiling, split-half and interpolated technical duplicates for the test perturbations of one split."""
 
 import click
 from pertprobe.cli import command, registry_names
@@ -19,10 +19,11 @@ from pertprobe.cli import command, registry_names
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet).")
 def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, seed: int, fold: int, n_draws: int,
          dataset: str, metrics: list[str], out_path: str) -> None:
-    """Score the noise ceiling (model 'ceiling') and the half-vs-half duplicate (model 'split_half')
-    of each test perturbation (pertprobe.response.bounds)."""
+    """Score the noise ceiling (model 'ceiling'), the half-vs-half duplicate (model 'split_half') and
+    the interpolated duplicate (model 'interpolated_duplicate') of each test perturbation
+    (pertprobe.response.bounds)."""
     import anndata as ad
-    from pertprobe.data.de import de_gene_sets
+    from pertprobe.data.de import de_gene_sets, de_weights, interpolation_weights
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, write_table
@@ -35,10 +36,13 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
     pb = Pseudobulk.load(pseudobulk_path)
     if not adata.var_names.equals(pb.genes):
         raise click.UsageError(f"{h5ad_path} and {pseudobulk_path} come from different PREPROCESS runs")
-    de = de_gene_sets(read_table(de_path).reset_index())
-    table = noise_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control, de,
-                          n_draws=n_draws, seed=seed, metrics=metrics, reference=centroid(pb, train))
-    table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none")
+    de_table = read_table(de_path).reset_index()
+    table = noise_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control,
+                          de_gene_sets(de_table), n_draws=n_draws, seed=seed, metrics=metrics,
+                          reference=centroid(pb, train), weights=de_weights(de_table),
+                          alpha=interpolation_weights(de_table))
+    table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none", fallback=False,
+                         n_fit=float("nan"))
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)
     click.echo(f"{out_path}: noise ceiling and split-half duplicate of {len(test)} perturbations over {n_draws} draws")
 

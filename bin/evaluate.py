@@ -9,7 +9,7 @@ from pertprobe.cli import command, registry_names
 @click.option("--prediction", "prediction_paths", required=True, multiple=True,
               help="Prediction .parquet from PREDICT; repeat for several.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
-@click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene metrics).")
+@click.option("--de", "de_path", default=None, help="PREFIX.de.parquet from PREPROCESS (DE-gene and weighted metrics).")
 @click.option("--splits", "splits_path", default=None,
               help="PREFIX.splits.csv from PREPROCESS (centroid metrics: the perturbed training mean of each split).")
 @click.option("--metrics", default="full", show_default=True, callback=registry_names("metric"),
@@ -19,7 +19,7 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
          metrics: list[str], out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
     import pandas as pd
-    from pertprobe.data.de import de_gene_sets
+    from pertprobe.data.de import de_gene_sets, de_weights
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
@@ -27,7 +27,8 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
     from pertprobe.response.training import centroid
 
     pb = Pseudobulk.load(pseudobulk_path)
-    de = de_gene_sets(read_table(de_path).reset_index()) if de_path else None
+    de_table = read_table(de_path).reset_index() if de_path else None
+    de, weights = (de_gene_sets(de_table), de_weights(de_table)) if de_table is not None else (None, None)
     splits = read_table(splits_path) if splits_path else None
     centroids = {}  # (seed, fold) -> the perturbed training mean, once per split
     tables = []
@@ -44,9 +45,13 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
             if key not in centroids:
                 centroids[key] = centroid(pb, split_sets(splits, *key, splits_path)[0])
             reference = centroids[key]
-        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference)
+        table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference,
+                                 weights=weights)
         for key in ("dataset", "split", "seed", "model", "embedding"):
             table[key] = meta[key]
+        info = meta.get("info", {})
+        table["fallback"] = table["perturbation"].isin(info.get("fallback", []))
+        table["n_fit"] = float(meta["n_train"] - info.get("n_train_without_embedding", 0))
         tables.append(table[METRIC_COLUMNS])
     write_table(pd.concat(tables, ignore_index=True).set_index("dataset"), out_path)
     click.echo(f"{out_path}: {len(tables)} prediction file(s) scored")

@@ -26,10 +26,11 @@ def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_me
     from pertprobe.report.cells import cell_leaderboard
     from pertprobe.report.html import render_html
     from pertprobe.report.leaderboard import METRIC_COLUMNS, leaderboard
+    from pertprobe.response.metrics import METRIC_KEYS
     from pertprobe.response.statistics import paired_comparisons
 
     metrics = pd.concat([read_table(p).reset_index() for p in sorted(metric_paths)], ignore_index=True)
-    metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_COLUMNS[:-1], ignore_index=True)
+    metrics = metrics[METRIC_COLUMNS].sort_values(METRIC_KEYS, ignore_index=True)
     board = leaderboard(metrics)
     stats = paired_comparisons(metrics)
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}

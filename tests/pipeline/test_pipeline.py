@@ -70,7 +70,9 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     from pertprobe.registry import names
 
     board = pd.read_csv(results / "leaderboard.csv")
-    assert set(board["model"]) == set(names("predictor")) | {"ceiling", "split_half"}
+    from pertprobe.response.bounds import ANCHORS
+
+    assert set(board["model"]) == set(names("predictor")) | set(ANCHORS)
     assert set(board["metric"]) == set(names("metric"))
     # Gene-embedding sources: built-in ones plus every foundation-model table of the test profile.
     assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random", *GENE_MODELS}
@@ -84,6 +86,13 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     ceiling = board[board["model"] == "ceiling"].set_index("metric")
     assert (ceiling["gap"] > 0).all() and (ceiling["fraction_of_gap"] == 1).all()
     assert rank["ceiling"] < rank["crispr_informed_mean"] < rank["split_half"] + 0.05
+    mse = board[(board["metric"] == "mse") & (board["embedding"] == "none")].set_index("model")["mean"]
+    assert mse["interpolated_duplicate"] < mse["split_half"]  # shrunk to the floor where a change is not significant
+    # Coverage: floors predict every test perturbation; the bounds are not fitted.
+    assert (board.loc[board["model"] == "crispr_informed_mean", "coverage"] == 1).all()
+    assert board["coverage"].between(0, 1).all() and board.loc[board["model"] == "ceiling", "min_n_fit"].isna().all()
+    de_counts = pd.read_csv(results / "preprocess" / "sim_crispri.de_counts.csv")
+    assert de_counts["n_de_genes"].between(0, 20).all() and (de_counts["n_de_genes"] <= de_counts["n_significant"]).all()
     ok = board[board["gap_status"] == "ok"]
     assert ok["fraction_of_gap"].between(0, 1).all()
     assert set(board["gap_status"]) <= {"ok", "below the best floor", "above the ceiling", "no defined value"}

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 DOCS = "docs/metrics.md#cell-embedding-benchmark-embedders-alignment-and-the-five-tasks"
 SOURCE = "Bendidi et al. 2024; EFAAR (Celik et al. 2024)"
-SUMMARY_COLUMNS = ["dataset", "model", "alignment", "task", "metric", "value", "sd", "n"]
+SUMMARY_COLUMNS = ["dataset", "model", "alignment", "task", "metric", "value", "sd", "n", "note"]
+NOT_RUN = "not_run"  # the metric of a task's row when it could not run; `note` says why
+
+
+class TaskSkipped(Exception):
+    """A task that cannot run on this dataset; the message is the reason the report prints."""
 HIGHER_IS_BETTER = {"mse": False}
 
 
@@ -60,7 +65,7 @@ def target_detection(processed: ad.AnnData) -> pd.Series:
 
 
 def _rows(task: str, values: dict[str, float]) -> list[dict]:
-    return [{"task": task, "metric": k, "value": v, "sd": np.nan, "n": 1} for k, v in values.items()]
+    return [{"task": task, "metric": k, "value": v, "sd": np.nan, "n": 1, "note": ""} for k, v in values.items()]
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,9 @@ def separability_task(t: TaskInput) -> TaskResult:
 @task("consistency", "Replicate consistency (vs null of non-expressed-gene perturbations)", ("paper", "full"))
 def consistency_task(t: TaskInput) -> TaskResult:
     if not t.nulls:
-        return [], None
+        raise TaskSkipped(f"no null perturbations: none targets a gene detected in at most "
+                          f"{t.config.null_max_detection:.0%} of control cells; name them with --null_perturbations "
+                          "or raise --null_max_detection")
     replicate, unit = replicate_labels(t.batch, t.config.seed)
     cons = replicate_consistency(t.x, t.perturbation, replicate, t.is_control, t.nulls, t.config.n_null, t.config.seed)
     cons["replicate_unit"] = unit
@@ -128,7 +135,7 @@ def consistency_task(t: TaskInput) -> TaskResult:
       needs=("known_relationships",))
 def relationships_task(t: TaskInput) -> TaskResult:
     if t.relationships is None:
-        return [], None
+        raise TaskSkipped("no known relationships given (--known_relationships)")
     singles = ~t.is_control & (np.char.find(t.perturbation.astype(str), "+") < 0)
     profiles = group_means(t.x[singles], t.perturbation[singles])[0]
     rows = []
@@ -145,7 +152,7 @@ def integrity_task(t: TaskInput) -> TaskResult:
     dec = decoder_over_splits(t.x, t.processed.X, t.perturbation, t.batch, t.is_control, t.splits,
                               t.config.max_decoder_cells)
     agg = dec.groupby("metric", sort=True)["value"].agg(["mean", "std", "count"])
-    return [{"task": "integrity", "metric": m, "value": r["mean"], "sd": r["std"], "n": int(r["count"])}
+    return [{"task": "integrity", "metric": m, "value": r["mean"], "sd": r["std"], "n": int(r["count"]), "note": ""}
             for m, r in agg.iterrows()], None
 
 
@@ -162,7 +169,13 @@ def run_tasks(x: np.ndarray, processed: ad.AnnData, splits: pd.DataFrame, relati
     chosen = [e for e in entries("cell_task") if e.name in config.tasks]
     for i, entry in enumerate(chosen, start=1):
         start = time.perf_counter()
-        task_rows, table = entry.func(inputs)
+        try:
+            task_rows, table = entry.func(inputs)
+        except TaskSkipped as skipped:
+            LOG.warning("%s task %s not run: %s", label, entry.name, skipped)
+            rows.append({"task": entry.name, "metric": NOT_RUN, "value": np.nan, "sd": np.nan, "n": 0,
+                         "note": str(skipped)})
+            continue
         LOG.info("%s task %s (%d/%d) done in %.1f s", label, entry.name, i, len(chosen), time.perf_counter() - start)
         rows += task_rows
         if table is not None:

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .dataset import DatasetSpec, split_targets
-from .de import welch_top_genes
+from .de import DEConfig, de_counts, de_statistics, de_table, rest_weights, top_de_genes
 from .pseudobulk import Pseudobulk, group_means
 
 if TYPE_CHECKING:
@@ -30,8 +30,17 @@ class PreprocessConfig:
     target_sum: float = 1e4
     n_hvg: int = 2000
     n_de_genes: int = 20
+    de_alpha: float = 0.05
+    de_min_fraction: float = 0.1
+    de_pseudocount: float = 1.0
     n_folds: int = 5
     seeds: tuple[int, ...] = (0,)
+
+    @property
+    def de(self) -> DEConfig:
+        """The DE-gene settings."""
+        return DEConfig(n_genes=self.n_de_genes, alpha=self.de_alpha, min_fraction=self.de_min_fraction,
+                        pseudocount=self.de_pseudocount)
 
 
 def load_counts(path: str | Path, spec: DatasetSpec) -> ad.AnnData:
@@ -84,11 +93,6 @@ def normalize(adata: ad.AnnData, target_sum: float) -> None:
     sc.pp.log1p(adata)
 
 
-def de_genes(adata: ad.AnnData, control_label: str, n_genes: int) -> pd.DataFrame:
-    """Top `n_genes` DE genes per perturbation vs control: Welch t-test ranked by |score|."""
-    return welch_top_genes(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, control_label, n_genes)
-
-
 def select_genes(adata: ad.AnnData, n_hvg: int, extra: set[str]) -> np.ndarray:
     """Boolean mask: highly variable genes (scanpy 'seurat' flavor) united with `extra` genes."""
     import scanpy as sc
@@ -124,10 +128,11 @@ class Preprocessed:
     adata: ad.AnnData
     pseudobulk: Pseudobulk
     pseudobulk_by_batch: pd.DataFrame
-    de: pd.DataFrame
+    de: pd.DataFrame  # long DE table over the selected genes (`de_table`)
     splits: pd.DataFrame
     summary: dict[str, Any]
     resolution: pd.DataFrame  # each perturbation label, its targets and the measured genes they resolve to
+    de_counts: pd.DataFrame  # per perturbation: cells, genes tested, significant genes, DE genes used
 
 
 def label_resolution(perturbations: list[str], targets: dict[str, list[str]]) -> pd.DataFrame:
@@ -162,11 +167,14 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     normalize(adata, config.target_sum)
     library = pd.Series(np.asarray(adata.layers["counts"].sum(axis=1), dtype=np.float64).ravel())
     library = library.groupby(adata.obs["perturbation"].to_numpy().astype(str)).mean()
-    de = de_genes(adata, spec.control_label, config.n_de_genes)
-    keep = select_genes(adata, config.n_hvg, target_genes | set(de["gene"]))
+    stats = de_statistics(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, spec.control_label,
+                          config.de)
+    top = top_de_genes(stats, config.de)
+    counts_de = de_counts(stats, config.de)
+    keep = select_genes(adata, config.n_hvg, target_genes | set(top["gene"]))
     adata = adata[:, keep].copy()
     adata.var["is_target"] = adata.var_names.isin(list(target_genes))
-    adata.var["is_de"] = adata.var_names.isin(list(set(de["gene"])))
+    adata.var["is_de"] = adata.var_names.isin(list(set(top["gene"])))
     adata.uns["pertprobe"]["preprocess"] = {k: list(v) if isinstance(v, tuple) else v
                                             for k, v in asdict(config).items()}
 
@@ -189,6 +197,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
                                                names=["perturbation", "batch"])
     by_batch.insert(0, "n_cells", by_batch_n.to_numpy())
 
+    weights = rest_weights(adata.X, labels, adata.var_names, spec.control_label)
+    de = de_table(stats, top, weights.loc[perts])
     splits = make_splits(perts, config.n_folds, config.seeds)
     resolution = label_resolution(perts, pb.targets)
     summary = {
@@ -202,5 +212,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
         "n_perturbations_unresolved": int((~resolution["resolved"]).sum()),
         "unresolved_perturbations": resolution.loc[~resolution["resolved"], "perturbation"].tolist(),
         "perturbation_type": spec.perturbation_type,
+        "n_de_genes_median": float(counts_de["n_de_genes"].median()),
+        "perturbations_with_fewer_de_genes": counts_de.index[counts_de["n_de_genes"] < config.n_de_genes].tolist(),
+        "perturbations_without_de_genes": counts_de.index[counts_de["n_de_genes"] == 0].tolist(),
     }
-    return Preprocessed(adata, pb, by_batch, de, splits, summary, resolution)
+    return Preprocessed(adata, pb, by_batch, de, splits, summary, resolution, counts_de)

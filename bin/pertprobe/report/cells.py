@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..cells.benchmark import HIGHER_IS_BETTER, SUMMARY_COLUMNS
+from ..cells.benchmark import HIGHER_IS_BETTER, NOT_RUN, SUMMARY_COLUMNS
 from ..registry import entries, names
 
 
@@ -42,10 +42,16 @@ def cell_leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
     return board.drop(columns="_t")
 
 
+def tasks_not_run(board: pd.DataFrame, dataset: str) -> dict[str, str]:
+    """Task -> why it could not run on this dataset."""
+    rows = board[(board["dataset"] == dataset) & (board["metric"] == NOT_RUN)]
+    return dict(zip(rows["task"], rows["note"], strict=True))
+
+
 def task_tables(board: pd.DataFrame, dataset: str) -> dict[str, pd.DataFrame]:
     """Per task: rows model/alignment (the random floor first), one column per metric."""
     out = {}
-    sub = board[board["dataset"] == dataset]
+    sub = board[(board["dataset"] == dataset) & (board["metric"] != NOT_RUN)]
     for task in names("cell_task"):
         rows = sub[sub["task"] == task]
         if rows.empty:

@@ -119,8 +119,40 @@ def _bounds_notes(sub: pd.DataFrame) -> str:
     return "".join(f"<p class='note'><b>{n}</b></p>" for n in notes)
 
 
+def _coverage_note(sub: pd.DataFrame) -> str:
+    """One dataset's predictors that did not predict every test perturbation themselves."""
+    rows = sub.drop_duplicates(["model", "embedding"])
+    partial = rows[rows["coverage"] < 1].sort_values(["coverage", "model", "embedding"])
+    if partial.empty:
+        return ""
+    items = ", ".join(f"{_label(r)} {r['coverage']:.0%}" + ("" if pd.isna(r["min_n_fit"]) else
+                                                            f" (fitted on as few as {int(r['min_n_fit'])})")
+                      for _, r in partial.iterrows())
+    return ("<p class='note'><b>Coverage: these predictors predicted only part of the test perturbations "
+            "themselves; the rest have no embedding and got the mean (the coverage column; "
+            f"docs/metrics.md#predictors-pertproberesponsepredictors): {html.escape(items)}.</b></p>")
+
+
+def _names(names: list[str], limit: int = 20) -> str:
+    """The first `limit` names, and how many more."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _de_note(summary: dict[str, Any]) -> str:
+    """Perturbations with fewer DE genes than asked for, or none."""
+    fewer, none = summary.get("perturbations_with_fewer_de_genes", []), summary.get("perturbations_without_de_genes", [])
+    if not fewer:
+        return ""
+    text = (f"{len(fewer)} perturbation(s) have fewer significant, expressed DE genes than asked for (DE-gene metrics "
+            f"use the ones they have; preprocess/*.de_counts.csv): {_names(fewer)}.")
+    if none:
+        text += f" Without any, so their DE-gene metrics are undefined: {_names(none)}."
+    return f"<p class='note'>{html.escape(text)}</p>"
+
+
 def _cell_section(cell_board: pd.DataFrame) -> list[str]:
-    from .cells import task_tables, task_titles
+    from .cells import task_tables, task_titles, tasks_not_run
 
     parts = ["<h2>Cell-embedding benchmark</h2><p class='note'>Each embedding under each alignment (none, "
              "per-batch centring / centre-scaling on control cells, TVN). The first rows of every table are the "
@@ -129,6 +161,8 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
              "topk_chance, recall 2 × tail, Structural Integrity 0.5. Definitions: docs/metrics.md.</p>"]
     for dataset in sorted(cell_board["dataset"].unique()):
         parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
+        for task, reason in tasks_not_run(cell_board, dataset).items():
+            parts.append(f"<p class='note'><b>Not run: {html.escape(task_titles()[task])} — {html.escape(reason)}.</b></p>")
         for task, table in task_tables(cell_board, dataset).items():
             parts.append(f"<h4>{html.escape(task_titles()[task])}</h4>" + _table(table, "{:.3f}"))
     return parts
@@ -147,15 +181,16 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                  f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "
                  f"best of the shortcut probes ({', '.join(shortcuts())}); ceiling the noise ceiling, an estimate "
                  "of what the truth would score against the observed cells; split_half the half-depth technical "
-                 "duplicate (an anchor below the ceiling). Oriented by the metric's direction, fraction_of_gap = "
+                 "duplicate and interpolated_duplicate the duplicate shrunk to the mean where a gene's change is not "
+                 "significant (anchors below the ceiling). Oriented by the metric's direction, fraction_of_gap = "
                  "(mean − best_floor) / (ceiling − best_floor), given only where the floor-to-ceiling gap exceeds "
                  "two standard errors (gap_status says why otherwise, or that a row lies outside the bounds); "
                  "dynamic_range is the share of the metric's range from the best floor to a perfect score that "
                  "the ceiling leaves room for. rank metrics: 0 is perfect, 0.5 is random. Definitions and "
                  "sources: docs/metrics.md.</p>")
     primary = select("metric", "minimal")
-    cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "best_floor",
-            "best_shortcut", "ceiling", "dynamic_range", "fraction_of_gap", "gap_status"]
+    cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "coverage",
+            "best_floor", "best_shortcut", "ceiling", "dynamic_range", "fraction_of_gap", "gap_status"]
     for dataset in sorted(board["dataset"].unique()):
         parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
         if dataset in datasets:
@@ -166,6 +201,8 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                 parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "
                              "so they are predicted and scored without them (preprocess/*.label_resolution.csv): "
                              f"{html.escape(', '.join(unresolved))}</p>")
+            parts.append(_de_note(datasets[dataset]))
+        parts.append(_coverage_note(board[board["dataset"] == dataset]))
         metrics_here = list(board.loc[board["dataset"] == dataset, "metric"].unique())
         ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
         for metric in ordered:

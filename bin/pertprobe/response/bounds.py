@@ -18,6 +18,11 @@ whenever cells are noisy, so it is reported as an anchor, never as the ceiling.
 
 Technical duplicate (model ``split_half``): A scored against B, the positive control of Miller
 et al. 2025, measured at half the depth.
+
+Interpolated duplicate (model ``interpolated_duplicate``, Miller et al. 2025): per gene,
+``α·A + (1 − α)·M`` scored against B, with ``α = 1 − adjusted p`` of the perturbation's DE test
+(0 for untested genes) and M the mean of the split's perturbed training cells (the ``mean``
+floor): the duplicate where the gene's change is certain, the floor where it is not.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import scipy.sparse as sp
 from ..data.pseudobulk import group_means
 from .metrics import SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
 
-ANCHORS = ("ceiling", "split_half")  # bounds scored like predictors, never ranked among them
+ANCHORS = ("ceiling", "split_half", "interpolated_duplicate")  # bounds scored like predictors, never ranked
 GAP_NOISE_SE = 2.0  # a floor-to-ceiling gap under this many standard errors is within noise
 OK = "ok"
 BELOW_FLOOR, ABOVE_CEILING, NO_VALUE = "below the best floor", "above the ceiling", "no defined value"
@@ -51,10 +56,12 @@ def spearman_brown_ceiling(r: np.ndarray) -> np.ndarray:
 
 def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Index, test: list[str],
                   control: np.ndarray, de_genes: dict[str, list[str]] | None, n_draws: int = 5, seed: int = 0,
-                  metrics: list[str] | None = None, reference: np.ndarray | None = None) -> pd.DataFrame:
-    """Per-perturbation scores of the ceiling and the split-half duplicate (long table with a
-    `model` column), each averaged over `n_draws` random half splits; `reference` as in
-    `response_metrics`."""
+                  metrics: list[str] | None = None, reference: np.ndarray | None = None,
+                  weights: pd.DataFrame | None = None, alpha: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-perturbation scores of the ceiling, the split-half duplicate and, given the per-gene
+    interpolation weights `alpha` (perturbations x genes, 1 − adjusted p) and `reference`, the
+    interpolated duplicate (long table with a `model` column), each averaged over `n_draws` random
+    half splits; `reference` and `weights` as in `response_metrics`."""
     labels = np.asarray(labels).astype(str)
     rng = np.random.default_rng(seed)
     cells = {p: np.flatnonzero(labels == p) for p in test}
@@ -79,11 +86,17 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
         means = group_means(X[order], np.asarray(halves))[0]
         a, b = _means(means, a_keys, list(test), genes), _means(means, b_keys, list(test), genes)
         noisy = observed + (a - b).to_numpy() * scale[:, None]
-        ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference)
-        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference)
+        ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference,
+                                   weights=weights)
+        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference, weights=weights)
         by_halves = ceiling["metric"].map(methods).eq(SPEARMAN_BROWN).to_numpy()
         ceiling.loc[by_halves, "value"] = spearman_brown_ceiling(duplicate.loc[by_halves, "value"].to_numpy())
         draws += [ceiling.assign(model="ceiling"), duplicate.assign(model="split_half")]
+        if alpha is not None and reference is not None:
+            w = alpha.loc[list(test), genes].to_numpy(dtype=np.float64)
+            interpolated = a * w + (1 - w) * np.asarray(reference, dtype=np.float64)[None, :]
+            draws.append(response_metrics(interpolated, b, control, de_genes, metrics=metrics, reference=reference,
+                                          weights=weights).assign(model="interpolated_duplicate"))
     both = pd.concat(draws, ignore_index=True)
     return both.groupby(["model", "perturbation", "metric"], sort=False)["value"].mean().reset_index()
 

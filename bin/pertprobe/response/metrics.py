@@ -16,7 +16,12 @@ import pandas as pd
 from ..registry import entries, register
 
 TIE_TOLERANCE = 1e-10
-METRIC_COLUMNS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric", "value"]
+MIN_DE_GENES_CORRELATION = 3  # DE-gene correlations need this many DE genes
+METRIC_KEYS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric"]
+# fallback: this perturbation got the mean because its embedding was missing; n_fit: the training
+# perturbations the model was fitted on (NaN for the bounds)
+COVERAGE_COLUMNS = ["fallback", "n_fit"]
+METRIC_COLUMNS = [*METRIC_KEYS, "value", *COVERAGE_COLUMNS]
 DOCS = "docs/metrics.md#metrics-pertproberesponsemetrics-per-test-perturbation"
 GEARS = "GEARS (Roohani et al. 2023)"
 MetricFn = Callable[..., np.ndarray]
@@ -121,13 +126,27 @@ def top_k_overlap(pred_delta: np.ndarray, obs_delta: np.ndarray, k: int) -> np.n
 
 
 class DEGenes(NamedTuple):
-    """Each row's values on its own DE genes (perturbations x k) and whether it has all k."""
+    """Each row's values on its own DE genes (perturbations x k, 0 where a row has fewer than k),
+    which entries are DE genes, and how many each row has."""
 
     P: np.ndarray
     O: np.ndarray
     dP: np.ndarray
     dO: np.ndarray
-    complete: np.ndarray
+    mask: np.ndarray
+    n: np.ndarray
+
+    def mean(self, values: np.ndarray, min_genes: int = 1) -> np.ndarray:
+        """Row means of `values` over each row's DE genes; NaN for rows with fewer than `min_genes`."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n >= min_genes, (values * self.mask).sum(axis=1) / self.n, np.nan)
+
+    def pearson(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Pearson r of matching rows over their DE genes; NaN below 3 genes (two points always give ±1)."""
+        a, b = a * self.mask, b * self.mask
+        r = _pearson_from_sums(a.sum(axis=1), b.sum(axis=1), _rowdot(a, b), _rowdot(a, a), _rowdot(b, b),
+                               np.maximum(self.n, 1))
+        return np.where(self.n >= MIN_DE_GENES_CORRELATION, r, np.nan)
 
 
 class Profiles:
@@ -135,7 +154,7 @@ class Profiles:
     several metrics share, each computed once."""
 
     def __init__(self, pred: np.ndarray, obs: np.ndarray, control: np.ndarray, de_index: np.ndarray | None, k: int,
-                 reference: np.ndarray | None = None):
+                 reference: np.ndarray | None = None, weights: np.ndarray | None = None):
         self.P, self.O = pred, obs
         c = np.asarray(control, dtype=np.float64)[None, :]
         self.dP, self.dO = pred - c, obs - c
@@ -143,6 +162,7 @@ class Profiles:
         self.de_index = de_index
         self.k = k
         self.reference = None if reference is None else np.asarray(reference, dtype=np.float64)[None, :]
+        self.weights = weights
 
     @cached_property
     def squared_error(self) -> np.ndarray:
@@ -157,12 +177,13 @@ class Profiles:
 
     @cached_property
     def de(self) -> DEGenes:
-        """Predicted and observed profiles and Δ on each row's DE genes, and which rows have all k."""
+        """Predicted and observed profiles and Δ on each row's DE genes (up to k)."""
         idx = self.de_index
-        safe = np.where(idx >= 0, idx, 0)
+        mask = idx >= 0
+        safe = np.where(mask, idx, 0)
         rows = np.arange(len(idx))[:, None]
-        return DEGenes(self.P[rows, safe], self.O[rows, safe], self.dP[rows, safe], self.dO[rows, safe],
-                       (idx >= 0).all(axis=1))
+        pick = [np.where(mask, a[rows, safe], 0.0) for a in (self.P, self.O, self.dP, self.dO)]
+        return DEGenes(*pick, mask, mask.sum(axis=1).astype(np.float64))
 
 
 def metric(name: str, higher_is_better: bool, description: str, source: str,
@@ -181,11 +202,11 @@ def metric(name: str, higher_is_better: bool, description: str, source: str,
 
 def de_metric(name: str, higher_is_better: bool, description: str, source: str,
               profiles: tuple[str, ...] = ("full",), ceiling_method: str = NOISE_MATCHED) -> Callable[[MetricFn], MetricFn]:
-    """Register a metric on each perturbation's DE genes; NaN where a perturbation has fewer than k."""
+    """Register a metric on each perturbation's DE genes (its first k; fewer where fewer pass)."""
 
     def decorate(func: MetricFn) -> MetricFn:
         def on_de_genes(x: Profiles) -> np.ndarray:
-            return np.where(x.de.complete, func(x.de), np.nan)
+            return func(x.de)
 
         on_de_genes.__doc__ = func.__doc__
         metric(name, higher_is_better, description, source, profiles, needs=("de_genes",),
@@ -266,29 +287,60 @@ def de_overlap_at_k(x: Profiles) -> np.ndarray:
 @de_metric("pearson_de", True, "Pearson r of profiles on the DE genes", GEARS, ("paper", "full"),
            ceiling_method=SPEARMAN_BROWN)
 def pearson_de(d: DEGenes) -> np.ndarray:
-    return rowwise_pearson(d.P, d.O)
+    return d.pearson(d.P, d.O)
 
 
 @de_metric("pearson_de_delta", True, "Pearson r of Δ on the DE genes", "scGPT; 'simple controls' study",
            ("minimal", "paper", "full"), ceiling_method=SPEARMAN_BROWN)
 def pearson_de_delta(d: DEGenes) -> np.ndarray:
-    return rowwise_pearson(d.dP, d.dO)
+    return d.pearson(d.dP, d.dO)
 
 
 @de_metric("mse_de", False, "mean squared error on the DE genes", GEARS, ("paper", "full"))
 def mse_de(d: DEGenes) -> np.ndarray:
-    return ((d.P - d.O) ** 2).mean(axis=1)
+    return d.mean((d.P - d.O) ** 2)
 
 
 @de_metric("direction_accuracy_de", True, "fraction of DE genes whose predicted Δ has the observed sign", GEARS,
            ("paper", "full"))
 def direction_accuracy_de(d: DEGenes) -> np.ndarray:
-    return (np.sign(d.dP) == np.sign(d.dO)).mean(axis=1)
+    return d.mean(np.sign(d.dP) == np.sign(d.dO))
 
 
 @de_metric("rmse_de", False, "root mean squared error on the DE genes", GEARS)
 def rmse_de(d: DEGenes) -> np.ndarray:
     return np.sqrt(mse_de(d))
+
+
+MILLER = "Miller et al. 2025 (bioRxiv 10.1101/2025.10.20.683304)"
+
+
+def _weighted(x: Profiles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, their row sums (NaN where 0) and the weighted squared error per row."""
+    w = x.weights
+    total = w.sum(axis=1)
+    D = x.P - x.O
+    return w, np.where(total > 0, total, np.nan), _rowdot(w, D * D)
+
+
+@metric("wmse", False, "mean squared error weighted by each gene's DE strength (Miller weights)", MILLER,
+        ("minimal", "paper", "full"), needs=("de_weights",))
+def wmse(x: Profiles) -> np.ndarray:
+    """Σ w (p − o)² / Σ w with w the perturbation's Miller weights (`pertprobe.data.de.rest_weights`)."""
+    _, total, error = _weighted(x)
+    return error / total
+
+
+@metric("weighted_r2_delta", True, "R² of Δ over genes, weighted by DE strength (Miller weights)", MILLER,
+        ("paper", "full"), needs=("de_weights",))
+def weighted_r2_delta(x: Profiles) -> np.ndarray:
+    """1 − Σ w (Δo − Δp)² / Σ w (Δo − Δ̄o)², Δ̄o the weighted mean: scikit-learn's `r2_score` over genes
+    with `sample_weight=w`; NaN where the weighted observed Δ is constant."""
+    w, total, error = _weighted(x)
+    centred = x.dO - (_rowdot(w, x.dO) / total)[:, None]
+    spread = _rowdot(w, centred * centred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(_flat(spread, _rowdot(w, x.dO * x.dO)), np.nan, 1.0 - error / spread)
 
 
 def directions() -> dict[str, bool]:
@@ -308,21 +360,26 @@ def perfect_scores() -> dict[str, float]:
 
 def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
                      de_genes: dict[str, list[str]] | None = None, k: int = 20,
-                     metrics: list[str] | None = None, reference: np.ndarray | None = None) -> pd.DataFrame:
+                     metrics: list[str] | None = None, reference: np.ndarray | None = None,
+                     weights: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-perturbation metrics as a long table (perturbation, metric, value).
 
     `pred` and `obs` are perturbations x genes with identical index and columns; `control` is the
     dataset's control mean; `de_genes` maps each perturbation to its top DE genes (DE metrics use
     the first `k`; they are NaN when absent, and left out when `de_genes` is None); `reference` is
-    the mean profile of the split's perturbed training cells (centroid metrics; left out when None).
-    `metrics` chooses registered metrics (default: all).
+    the mean profile of the split's perturbed training cells (centroid metrics; left out when None);
+    `weights` holds each perturbation's per-gene Miller weights (rows and columns looked up by name;
+    weighted metrics are left out when None). `metrics` chooses registered metrics (default: all).
     """
     if not pred.index.equals(obs.index) or not pred.columns.equals(obs.columns):
         raise ValueError("prediction and observation must have the same perturbations and genes in the same order")
     chosen = set(metrics) if metrics is not None else None
     de_index = _de_index(pred.index, pred.columns, de_genes, k) if de_genes is not None else None
-    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k, reference)
-    given = {"de_genes": de_genes is not None, "reference": reference is not None}
+    w = None if weights is None else weights.reindex(index=pred.index, columns=pred.columns).to_numpy(np.float64)
+    if w is not None and np.isnan(w).any():
+        raise ValueError("weights must cover every predicted perturbation and gene (use the PREPROCESS DE table)")
+    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k, reference, w)
+    given = {"de_genes": de_genes is not None, "reference": reference is not None, "de_weights": weights is not None}
     values = {e.name: e.func(x) for e in entries("metric")
               if (chosen is None or e.name in chosen) and all(given.get(need, True) for need in e.needs)}
     n = len(pred)

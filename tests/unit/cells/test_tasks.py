@@ -200,7 +200,7 @@ def test_cell_leaderboard_margins_use_the_random_floor_of_the_same_alignment():
             ("pca", "center", "integrity", "mse", 0.02), ("random", "center", "integrity", "mse", 0.05),
             ("pca", "center", "separability", "top1_chance", 0.1), ("random", "center", "separability", "top1_chance", 0.1)]
     summary = pd.DataFrame([{"dataset": "d", "model": m, "alignment": a, "task": t, "metric": k, "value": v,
-                             "sd": np.nan, "n": 1} for m, a, t, k, v in rows])
+                             "sd": np.nan, "n": 1, "note": ""} for m, a, t, k, v in rows])
     board = cell_leaderboard(summary).set_index(["model", "alignment", "metric"])
     assert board.loc[("pca", "center", "recall"), "margin_over_floor"] == pytest.approx(0.4)
     assert board.loc[("pca", "none", "recall"), "margin_over_floor"] == pytest.approx(0.08)
@@ -209,6 +209,30 @@ def test_cell_leaderboard_margins_use_the_random_floor_of_the_same_alignment():
     tables = task_tables(cell_leaderboard(summary), "d")
     assert list(tables) == ["separability", "relationships", "integrity"]
     assert list(tables["relationships"]["model"])[:2] == ["random", "random"]
+
+
+def test_a_task_that_cannot_run_is_named_with_its_reason():
+    """No null perturbations and no known relationships: both tasks are reported as not run, with
+    why, in the summary and on the report page, never dropped silently."""
+    import anndata as ad
+    from pertprobe.cells.benchmark import NOT_RUN, CellBenchmarkConfig, run_tasks
+    from pertprobe.report.cells import cell_leaderboard, tasks_not_run
+    from pertprobe.report.html import render_html
+
+    obs = pd.DataFrame({"perturbation": ["control"] * 4 + ["A"] * 4, "batch": "b0"}, index=[f"c{i}" for i in range(8)])
+    processed = ad.AnnData(np.ones((8, 3), dtype=np.float32), obs=obs)
+    processed.uns["pertprobe"] = {"control_label": "control"}
+    config = CellBenchmarkConfig(tasks=("consistency", "relationships"))
+    rows, _ = run_tasks(np.zeros((8, 2)), processed, pd.DataFrame(), None, [], config)
+    reasons = {r["task"]: r["note"] for r in rows if r["metric"] == NOT_RUN}
+    assert set(reasons) == {"consistency", "relationships"}
+    assert "null perturbations" in reasons["consistency"] and "--known_relationships" in reasons["relationships"]
+    summary = pd.DataFrame([{"dataset": "d", "model": m, "alignment": "none", **r} for r in rows
+                            for m in ("pca", "random")])
+    board = cell_leaderboard(summary)
+    assert tasks_not_run(board, "d") == reasons
+    page = render_html(pd.DataFrame(columns=["dataset"]), pd.DataFrame(), {}, [], "", cell_board=board)
+    assert page.count("Not run:") == 2 and "--null_perturbations" in page
 
 
 def _batchy_embedding(seed: int = 0):

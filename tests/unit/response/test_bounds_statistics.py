@@ -42,6 +42,31 @@ def test_ceiling_reflects_noise_and_is_seeded():
         noise_ceiling(X[:41], labels[:41], genes, ["a"], X[:40].mean(axis=0), None)
 
 
+def test_interpolated_duplicate_is_the_duplicate_where_certain_and_the_floor_where_not():
+    """α = 1: exactly the split-half duplicate; α = 0: the reference (the mean floor) scored
+    against the same half; in between, per gene α·A + (1 − α)·M."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(["control", "a", "b", "c"], 30)
+    X = rng.normal(size=(len(labels), 40)) + np.repeat(rng.normal(size=(4, 40)), 30, axis=0)
+    genes = pd.Index([f"g{i}" for i in range(40)])
+    test, control = ["a", "b", "c"], X[labels == "control"].mean(axis=0)
+    reference = rng.normal(size=40)
+
+    def run(alpha):
+        table = noise_ceiling(X, labels, genes, test, control, None, n_draws=2, seed=3, reference=reference,
+                              alpha=pd.DataFrame(alpha, index=test, columns=genes))
+        return table.pivot_table(index=["perturbation", "metric"], columns="model", values="value")
+
+    certain = run(np.ones((3, 40)))
+    np.testing.assert_allclose(certain["interpolated_duplicate"], certain["split_half"], rtol=1e-12)
+    unsure = run(np.zeros((3, 40)))
+    floor_mse = unsure.xs("mse", level="metric")["interpolated_duplicate"]
+    # the reference against half B: its error is ‖M − B‖²/G, about ‖M − truth‖²/G + σ²·2/n
+    truth_error = np.array([np.mean((reference - X[labels == p].mean(axis=0)) ** 2) for p in test])
+    np.testing.assert_allclose(floor_mse.loc[test], truth_error, rtol=0.1)
+    assert "interpolated_duplicate" not in noise_ceiling(X, labels, genes, test, control, None, n_draws=1)["model"].values
+
+
 def _board(means, sd=0.01, n_splits=5, metric=("pearson_delta", "rank_delta")):
     models = ["mean", "linear", "linear", "ceiling", "target_only"]
     return pd.DataFrame({

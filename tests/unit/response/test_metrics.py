@@ -9,6 +9,7 @@ from scipy import stats
 
 METRICS = names("metric")
 DE_METRICS = [e.name for e in entries("metric") if "de_genes" in e.needs]
+WEIGHTED = [e.name for e in entries("metric") if "de_weights" in e.needs]
 HIGHER_IS_BETTER = directions()
 
 
@@ -88,10 +89,16 @@ def _frames(rng, n=8, g=60):
     return obs, rng.normal(size=g), de
 
 
+def _weights(obs: pd.DataFrame, rng) -> pd.DataFrame:
+    """Miller-like weights: in [0, 1], most near 0, columns shuffled against `obs`."""
+    w = rng.uniform(size=obs.shape) ** 4
+    return pd.DataFrame(w, index=obs.index, columns=obs.columns).iloc[::-1, ::-1]
+
+
 def test_oracle_is_perfect_on_every_metric(rng):
     obs, control, de = _frames(rng)
     reference = obs.mean(axis=0).to_numpy()
-    wide = response_metrics(obs.copy(), obs, control, de, reference=reference).pivot(
+    wide = response_metrics(obs.copy(), obs, control, de, reference=reference, weights=_weights(obs, rng)).pivot(
         index="perturbation", columns="metric", values="value")
     assert set(wide.columns) == set(METRICS)
     best = {m: (1.0 if HIGHER_IS_BETTER[m] else 0.0) for m in METRICS}
@@ -103,9 +110,13 @@ def test_metrics_against_literal_definitions(rng):
     obs, control, de = _frames(rng)
     pred = obs + rng.normal(scale=0.7, size=obs.shape)
     reference = control + rng.normal(scale=0.3, size=control.shape)
-    wide = response_metrics(pred, obs, control, de, reference=reference).pivot(
+    from sklearn.metrics import r2_score
+
+    weights = _weights(obs, rng)
+    wide = response_metrics(pred, obs, control, de, reference=reference, weights=weights).pivot(
         index="perturbation", columns="metric", values="value")
     for p in obs.index:
+        w = weights.loc[p, obs.columns].to_numpy()
         o, q = obs.loc[p].to_numpy(), pred.loc[p].to_numpy()
         do, dq = o - control, q - control
         cols = [obs.columns.get_loc(g) for g in de[p]]
@@ -123,6 +134,8 @@ def test_metrics_against_literal_definitions(rng):
             "cosine_delta": dq @ do / np.linalg.norm(dq) / np.linalg.norm(do),
             "direction_accuracy_de": np.mean(np.sign(dq[cols]) == np.sign(do[cols])),
             "de_overlap_at_k": len(set(np.argsort(-np.abs(dq))[:20]) & set(np.argsort(-np.abs(do))[:20])) / 20,
+            "wmse": np.average((q - o) ** 2, weights=w),
+            "weighted_r2_delta": r2_score(do, dq, sample_weight=w),
         }
         for metric, value in expected.items():
             assert wide.loc[p, metric] == pytest.approx(value, rel=1e-10, abs=1e-12), (p, metric)
@@ -136,7 +149,31 @@ def test_missing_de_genes_give_nan_not_a_guess(rng):
     assert wide.loc["p0", list(DE_METRICS)].isna().all()
     assert wide.loc["p1", list(DE_METRICS)].notna().all()
     no_de = response_metrics(obs.copy(), obs, control)
-    assert set(no_de["metric"]) == set(METRICS) - set(DE_METRICS) - {"pearson_delta_centroid"}
+    assert set(no_de["metric"]) == set(METRICS) - set(DE_METRICS) - set(WEIGHTED) - {"pearson_delta_centroid"}
+
+
+def test_de_metrics_use_the_de_genes_a_perturbation_has(rng):
+    """Fewer than k DE genes: errors and signs over those genes; correlations need three."""
+    obs, control, de = _frames(rng)
+    pred = obs + rng.normal(scale=0.7, size=obs.shape)
+    de["p1"], de["p2"] = de["p1"][:5], de["p2"][:2]
+    wide = response_metrics(pred, obs, control, de, metrics=DE_METRICS).pivot(
+        index="perturbation", columns="metric", values="value")
+    for p in ("p1", "p2"):
+        cols = [obs.columns.get_loc(g) for g in de[p]]
+        o, q = obs.loc[p].to_numpy()[cols], pred.loc[p].to_numpy()[cols]
+        assert wide.loc[p, "mse_de"] == pytest.approx(np.mean((q - o) ** 2), rel=1e-12)
+        assert wide.loc[p, "direction_accuracy_de"] == pytest.approx(
+            np.mean(np.sign(q - control[cols]) == np.sign(o - control[cols])))
+    assert wide.loc["p1", "pearson_de"] == pytest.approx(stats.pearsonr(
+        pred.loc["p1", de["p1"]], obs.loc["p1", de["p1"]])[0], rel=1e-10)
+    assert np.isnan(wide.loc["p2", ["pearson_de", "pearson_de_delta"]].astype(float)).all()
+
+
+def test_weighted_metrics_need_weights_for_every_prediction(rng):
+    obs, control, _ = _frames(rng)
+    with pytest.raises(ValueError, match="weights must cover"):
+        response_metrics(obs.copy(), obs, control, weights=_weights(obs, rng).iloc[1:], metrics=["wmse"])
 
 
 def test_centroid_delta_scores_the_centroid_zero(rng):
