@@ -26,7 +26,8 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
     from pertprobe.data.de import de_gene_sets, de_weights, interpolation_weights
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
-    from pertprobe.io import read_table, write_table
+    from pertprobe.io import read_table, read_table_metadata, write_table
+    from pertprobe.response.de_agreement import ObservedDE, de_settings
     from pertprobe.response.bounds import noise_ceiling
     from pertprobe.response.metrics import METRIC_COLUMNS
     from pertprobe.response.training import centroid
@@ -37,10 +38,12 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
     if not adata.var_names.equals(pb.genes):
         raise click.UsageError(f"{h5ad_path} and {pseudobulk_path} come from different PREPROCESS runs")
     de_table = read_table(de_path).reset_index()
+    observed_de = ObservedDE.from_table(de_table, pb.targets, **de_settings(read_table_metadata(de_path)))
     table = noise_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control,
                           de_gene_sets(de_table), n_draws=n_draws, seed=seed, metrics=metrics,
                           reference=centroid(pb, train), weights=de_weights(de_table),
-                          alpha=interpolation_weights(de_table))
+                          alpha=interpolation_weights(de_table), observed_de=observed_de,
+                          control_label=pb.control_label)
     table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none", fallback=False,
                          n_fit=float("nan"))
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)

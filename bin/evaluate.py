@@ -23,12 +23,16 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
+    from pertprobe.response.de_agreement import ObservedDE, de_settings
     from pertprobe.response.metrics import METRIC_COLUMNS, response_metrics
     from pertprobe.response.training import centroid
 
     pb = Pseudobulk.load(pseudobulk_path)
     de_table = read_table(de_path).reset_index() if de_path else None
-    de, weights = (de_gene_sets(de_table), de_weights(de_table)) if de_table is not None else (None, None)
+    de, weights, observed_de = None, None, None
+    if de_table is not None:
+        de, weights = de_gene_sets(de_table), de_weights(de_table)
+        observed_de = ObservedDE.from_table(de_table, pb.targets, **de_settings(read_table_metadata(de_path)))
     splits = read_table(splits_path) if splits_path else None
     centroids = {}  # (seed, fold) -> the perturbed training mean, once per split
     tables = []
@@ -46,7 +50,7 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
                 centroids[key] = centroid(pb, split_sets(splits, *key, splits_path)[0])
             reference = centroids[key]
         table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference,
-                                 weights=weights)
+                                 weights=weights, observed_de=observed_de)
         for key in ("dataset", "split", "seed", "model", "embedding"):
             table[key] = meta[key]
         info = meta.get("info", {})

@@ -29,6 +29,8 @@ def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gen
          seeds: tuple[int, ...], spec) -> None:
     """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json,
     label_resolution.csv,de_counts.csv}."""
+    from dataclasses import asdict
+
     from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
     from pertprobe.io import write_h5ad, write_json, write_table
     config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
@@ -36,7 +38,7 @@ def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gen
                               de_min_fraction=de_min_fraction, de_pseudocount=de_pseudocount, n_folds=n_folds,
                               seeds=seeds)
     result = preprocess(load_counts(h5ad_path, spec), spec, config)
-    write_table(result.de.set_index("perturbation"), f"{prefix}.de.parquet")
+    write_table(result.de.set_index("perturbation"), f"{prefix}.de.parquet", metadata=asdict(config.de))
     write_table(result.splits.set_index("seed"), f"{prefix}.splits.csv")
     write_table(result.pseudobulk_by_batch, f"{prefix}.pseudobulk_by_batch.parquet")
     result.pseudobulk.save(f"{prefix}.pseudobulk.parquet")

@@ -27,6 +27,7 @@ PROFILES = ("minimal", "paper", "full")
 # Modules whose import registers entries (the implementations, not a list of names).
 IMPLEMENTATIONS = (
     "pertprobe.response.predictors", "pertprobe.response.gene_embeddings", "pertprobe.response.metrics",
+    "pertprobe.response.de_agreement",
     "pertprobe.cells.embedders", "pertprobe.cells.alignment", "pertprobe.cells.benchmark",
     "pertprobe.models.cellplm", "pertprobe.models.esm2", "pertprobe.models.geneformer",
     "pertprobe.models.genept", "pertprobe.models.scgpt", "pertprobe.models.uce",

@@ -99,18 +99,30 @@ def group_moments(X: np.ndarray | sp.spmatrix, labels: np.ndarray) -> GroupMomen
     return GroupMoments(groups, n, mean, np.maximum(var, 0.0), s0 / n[:, None])
 
 
+class WelchTest(NamedTuple):
+    """Welch's t (NaN set to 0, as scanpy does), its two-sided p-value (1 where t is 0 by that
+    rule), the standard error of the difference and Welch's degrees of freedom (1 where undefined)."""
+
+    t: np.ndarray
+    p: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+
+
 def welch_t(mean_a: np.ndarray, var_a: np.ndarray, n_a: np.ndarray, mean_b: np.ndarray, var_b: np.ndarray,
-            n_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Welch's t (NaN set to 0, as scanpy does) and two-sided p-value (1 where t is 0 by that rule)."""
+            n_b: np.ndarray) -> WelchTest:
+    """Welch's unequal-variance t-test of a − b from group means, variances and sizes."""
     se2_a, se2_b = var_a / n_a, var_b / n_b
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = (mean_a - mean_b) / np.sqrt(se2_a + se2_b)
+        se = np.sqrt(se2_a + se2_b)
+        t = (mean_a - mean_b) / se
         df = (se2_a + se2_b) ** 2 / (se2_a**2 / (n_a - 1) + se2_b**2 / (n_b - 1))
     undefined = np.isnan(t)
     t[undefined] = 0.0
-    p = 2 * stats.t.sf(np.abs(t), np.where(np.isnan(df), 1.0, df))
+    df = np.where(np.isnan(df), 1.0, df)
+    p = 2 * stats.t.sf(np.abs(t), df)
     p[undefined] = 1.0
-    return t, p
+    return WelchTest(t, p, se, df)
 
 
 def bh_adjust(p: np.ndarray, tested: np.ndarray) -> np.ndarray:
@@ -128,6 +140,8 @@ class DEStatistics:
     """Each perturbation against control on every gene (perturbations x genes DataFrames)."""
 
     score: pd.DataFrame  # Welch t
+    se: pd.DataFrame  # standard error of the difference of means
+    df: pd.DataFrame  # Welch's degrees of freedom
     pval: pd.DataFrame
     pval_adj: pd.DataFrame  # BH over the tested genes; NaN for untested ones
     logfoldchange: pd.DataFrame  # log2 with the pseudocount
@@ -143,13 +157,14 @@ def de_statistics(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
         raise ValueError(f"reference group {reference!r} has no cells")
     r = int(np.flatnonzero(m.groups == reference)[0])
     keep = np.flatnonzero(m.groups != reference)
-    t, p = welch_t(m.mean[keep], m.var[keep], m.n[keep, None], m.mean[r], m.var[r], m.n[r])
+    test = welch_t(m.mean[keep], m.var[keep], m.n[keep, None], m.mean[r], m.var[r], m.n[r])
     tested = (m.detected[keep] >= config.min_fraction) | (m.detected[r] >= config.min_fraction)[None, :]
     c = config.pseudocount
     lfc = np.log2((np.expm1(m.mean[keep]) + c) / (np.expm1(m.mean[r]) + c)[None, :])
     frame = functools.partial(pd.DataFrame, index=pd.Index(m.groups[keep], name="perturbation"),
                               columns=pd.Index(genes))
-    return DEStatistics(frame(t), frame(p), frame(bh_adjust(p, tested)), frame(lfc), frame(tested),
+    return DEStatistics(frame(test.t), frame(test.se), frame(test.df), frame(test.p),
+                        frame(bh_adjust(test.p, tested)), frame(lfc), frame(tested),
                         pd.Series(m.n[keep], index=m.groups[keep], name="n_cells"))
 
 
@@ -204,15 +219,14 @@ def rest_weights(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Inde
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_rest = (s1.sum(axis=0) - s1) / n_rest
         var_rest = np.maximum((s2.sum(axis=0) - s2 - n_rest * mean_rest**2) / (n_rest - 1), 0.0)
-    t, _ = welch_t(m.mean, m.var, n, mean_rest, var_rest, n)  # the rest's variance over the group's n
-    a = np.abs(t)
+    a = np.abs(welch_t(m.mean, m.var, n, mean_rest, var_rest, n).t)  # the rest's variance over the group's n
     lo, span = a.min(axis=1, keepdims=True), np.ptp(a, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         w = np.where(span > 0, (a - lo) / np.where(span > 0, span, 1.0), 0.0) ** 2
     return pd.DataFrame(w, index=pd.Index(m.groups, name="perturbation"), columns=pd.Index(genes))
 
 
-DE_COLUMNS = ["gene", "rank", "score", "logfoldchange", "pval", "pval_adj", "tested", "weight"]
+DE_COLUMNS = ["gene", "rank", "score", "se", "df", "logfoldchange", "pval", "pval_adj", "tested", "weight"]
 
 
 def de_table(stats: DEStatistics, top: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +237,7 @@ def de_table(stats: DEStatistics, top: pd.DataFrame, weights: pd.DataFrame) -> p
     ranks = top.pivot(index="perturbation", columns="gene", values="rank").reindex(index=perts, columns=genes)
     long = {"perturbation": np.repeat(perts.to_numpy(), len(genes)), "gene": np.tile(genes.to_numpy(), len(perts)),
             "rank": ranks.fillna(-1).to_numpy(dtype=np.int64).ravel()}
-    for name in ("score", "logfoldchange", "pval", "pval_adj", "tested"):
+    for name in ("score", "se", "df", "logfoldchange", "pval", "pval_adj", "tested"):
         long[name] = getattr(stats, name).loc[perts, genes].to_numpy().ravel()
     long["weight"] = weights.to_numpy().ravel()
     return pd.DataFrame(long)[["perturbation", *DE_COLUMNS]]

@@ -27,12 +27,16 @@ floor): the duplicate where the gene's change is certain, the floor where it is 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data.de import GroupMoments, group_moments, welch_t
 from ..data.pseudobulk import group_means
-from .metrics import SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
+from .de_agreement import ObservedDE
+from .metrics import PERFECT, SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
 
 ANCHORS = ("ceiling", "split_half", "interpolated_duplicate")  # bounds scored like predictors, never ranked
 GAP_NOISE_SE = 2.0  # a floor-to-ceiling gap under this many standard errors is within noise
@@ -57,11 +61,14 @@ def spearman_brown_ceiling(r: np.ndarray) -> np.ndarray:
 def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Index, test: list[str],
                   control: np.ndarray, de_genes: dict[str, list[str]] | None, n_draws: int = 5, seed: int = 0,
                   metrics: list[str] | None = None, reference: np.ndarray | None = None,
-                  weights: pd.DataFrame | None = None, alpha: pd.DataFrame | None = None) -> pd.DataFrame:
+                  weights: pd.DataFrame | None = None, alpha: pd.DataFrame | None = None,
+                  observed_de: ObservedDE | None = None, control_label: str = "control") -> pd.DataFrame:
     """Per-perturbation scores of the ceiling, the split-half duplicate and, given the per-gene
     interpolation weights `alpha` (perturbations x genes, 1 − adjusted p) and `reference`, the
     interpolated duplicate (long table with a `model` column), each averaged over `n_draws` random
-    half splits; `reference` and `weights` as in `response_metrics`."""
+    half splits; `reference`, `weights` and `observed_de` as in `response_metrics`. With
+    `observed_de`, the duplicate's DE calls are each half's own test against the `control_label`
+    cells, and the ceiling of the DE-call metrics is their perfect score (`PERFECT`)."""
     labels = np.asarray(labels).astype(str)
     rng = np.random.default_rng(seed)
     cells = {p: np.flatnonzero(labels == p) for p in test}
@@ -75,6 +82,10 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
     scale = np.sqrt(n_a * (n - n_a)) / n
     a_keys, b_keys = [f"{p}\x00a" for p in test], [f"{p}\x00b" for p in test]
     methods = ceiling_methods()
+    control_moments = None
+    if observed_de is not None:
+        ctrl = np.flatnonzero(labels == control_label)
+        control_moments = group_moments(X[ctrl], labels[ctrl])
     draws = []
     for _ in range(n_draws):
         rows, halves = [], []
@@ -83,22 +94,51 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
             rows.append(idx)
             halves += [f"{p}\x00a"] * half + [f"{p}\x00b"] * (len(idx) - half)
         order = np.concatenate(rows)
-        means = group_means(X[order], np.asarray(halves))[0]
+        moments = group_moments(X[order], np.asarray(halves))
+        means = pd.DataFrame(moments.mean, index=moments.groups)
         a, b = _means(means, a_keys, list(test), genes), _means(means, b_keys, list(test), genes)
         noisy = observed + (a - b).to_numpy() * scale[:, None]
         ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference,
-                                   weights=weights)
-        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference, weights=weights)
-        by_halves = ceiling["metric"].map(methods).eq(SPEARMAN_BROWN).to_numpy()
+                                   weights=weights, observed_de=observed_de)
+        halves_de = None if observed_de is None else _halves_de(moments, control_moments, observed_de, test, genes)
+        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference, weights=weights,
+                                     observed_de=halves_de)
+        method = ceiling["metric"].map(methods).to_numpy()
+        by_halves = method == SPEARMAN_BROWN
         ceiling.loc[by_halves, "value"] = spearman_brown_ceiling(duplicate.loc[by_halves, "value"].to_numpy())
+        if observed_de is not None and (method == PERFECT).any():
+            perfect = sorted(set(ceiling["metric"][method == PERFECT]))
+            itself = response_metrics(observed, observed, control, metrics=perfect, observed_de=observed_de)
+            itself = itself.set_index(["perturbation", "metric"])["value"]
+            keys = pd.MultiIndex.from_frame(ceiling.loc[method == PERFECT, ["perturbation", "metric"]])
+            ceiling.loc[method == PERFECT, "value"] = itself.reindex(keys).to_numpy()
         draws += [ceiling.assign(model="ceiling"), duplicate.assign(model="split_half")]
         if alpha is not None and reference is not None:
             w = alpha.loc[list(test), genes].to_numpy(dtype=np.float64)
             interpolated = a * w + (1 - w) * np.asarray(reference, dtype=np.float64)[None, :]
             draws.append(response_metrics(interpolated, b, control, de_genes, metrics=metrics, reference=reference,
-                                          weights=weights).assign(model="interpolated_duplicate"))
+                                          weights=weights, observed_de=observed_de)
+                         .assign(model="interpolated_duplicate"))
     both = pd.concat(draws, ignore_index=True)
     return both.groupby(["model", "perturbation", "metric"], sort=False)["value"].mean().reset_index()
+
+
+def _halves_de(moments: GroupMoments, control: GroupMoments, observed: ObservedDE, test: list[str],
+               genes: pd.Index) -> ObservedDE:
+    """DE calls of half B (each half tested against the control cells on its own), with half A's
+    spread for the calls of A as the duplicate's 'prediction'."""
+    row = {g: i for i, g in enumerate(moments.groups)}
+    a, b = ([row[f"{p}\x00{h}"] for p in test] for h in "ab")
+    c = 0
+    test_a = welch_t(moments.mean[a], moments.var[a], moments.n[a, None], control.mean[c], control.var[c], control.n[c])
+    test_b = welch_t(moments.mean[b], moments.var[b], moments.n[b, None], control.mean[c], control.var[c], control.n[c])
+    index = pd.Index(test, name="perturbation")
+    tested = observed.tested.loc[index, genes]
+    frame = functools.partial(pd.DataFrame, index=index, columns=genes)
+    pc = observed.pseudocount
+    lfc_b = np.log2((np.expm1(moments.mean[b]) + pc) / (np.expm1(control.mean[c]) + pc))
+    return observed._replace(pval=frame(test_b.p), logfoldchange=frame(lfc_b), tested=tested, se=frame(test_a.se),
+                             df=frame(test_a.df), own=observed.own.loc[index, genes])
 
 
 def _best(group: pd.DataFrame, rows: pd.Series, sign: float) -> pd.Series | None:

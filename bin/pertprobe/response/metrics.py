@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ MetricFn = Callable[..., np.ndarray]
 # How a metric's noise ceiling is estimated (response/bounds.py, docs/metrics.md#bounds).
 NOISE_MATCHED = "noise_matched"  # the observation plus a fresh draw of its own noise, scored against it
 SPEARMAN_BROWN = "spearman_brown"  # correlations: the split-half value corrected to full depth
-CEILING_METHODS = (NOISE_MATCHED, SPEARMAN_BROWN)
+PERFECT = "perfect"  # DE calls: no estimate of the truth's score exists; the perfect score bounds it
+CEILING_METHODS = (NOISE_MATCHED, SPEARMAN_BROWN, PERFECT)
 
 
 def _center(a: np.ndarray) -> np.ndarray:
@@ -154,15 +155,19 @@ class Profiles:
     several metrics share, each computed once."""
 
     def __init__(self, pred: np.ndarray, obs: np.ndarray, control: np.ndarray, de_index: np.ndarray | None, k: int,
-                 reference: np.ndarray | None = None, weights: np.ndarray | None = None):
+                 reference: np.ndarray | None = None, weights: np.ndarray | None = None,
+                 observed_de: Any = None):
         self.P, self.O = pred, obs
         c = np.asarray(control, dtype=np.float64)[None, :]
+        self.control = c
         self.dP, self.dO = pred - c, obs - c
         self.n_genes = pred.shape[1]
         self.de_index = de_index
         self.k = k
         self.reference = None if reference is None else np.asarray(reference, dtype=np.float64)[None, :]
         self.weights = weights
+        self.observed_de = observed_de  # `de_agreement.AlignedDE`
+        self._derived: dict[str, Any] = {}
 
     @cached_property
     def squared_error(self) -> np.ndarray:
@@ -174,6 +179,12 @@ class Profiles:
         """Σ dP, Σ dO, Σ dP·dO, Σ dP², Σ dO² per row."""
         dP, dO = self.dP, self.dO
         return dP.sum(axis=1), dO.sum(axis=1), _rowdot(dP, dO), _rowdot(dP, dP), _rowdot(dO, dO)
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """A value computed once per split by `build` and shared by the metrics that need it."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     @cached_property
     def de(self) -> DEGenes:
@@ -361,7 +372,7 @@ def perfect_scores() -> dict[str, float]:
 def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
                      de_genes: dict[str, list[str]] | None = None, k: int = 20,
                      metrics: list[str] | None = None, reference: np.ndarray | None = None,
-                     weights: pd.DataFrame | None = None) -> pd.DataFrame:
+                     weights: pd.DataFrame | None = None, observed_de: Any = None) -> pd.DataFrame:
     """Per-perturbation metrics as a long table (perturbation, metric, value).
 
     `pred` and `obs` are perturbations x genes with identical index and columns; `control` is the
@@ -369,7 +380,9 @@ def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
     the first `k`; they are NaN when absent, and left out when `de_genes` is None); `reference` is
     the mean profile of the split's perturbed training cells (centroid metrics; left out when None);
     `weights` holds each perturbation's per-gene Miller weights (rows and columns looked up by name;
-    weighted metrics are left out when None). `metrics` chooses registered metrics (default: all).
+    weighted metrics are left out when None); `observed_de` is the observed DE table
+    (`de_agreement.ObservedDE`; DE-agreement metrics are left out when None). `metrics` chooses
+    registered metrics (default: all).
     """
     if not pred.index.equals(obs.index) or not pred.columns.equals(obs.columns):
         raise ValueError("prediction and observation must have the same perturbations and genes in the same order")
@@ -378,8 +391,11 @@ def response_metrics(pred: pd.DataFrame, obs: pd.DataFrame, control: np.ndarray,
     w = None if weights is None else weights.reindex(index=pred.index, columns=pred.columns).to_numpy(np.float64)
     if w is not None and np.isnan(w).any():
         raise ValueError("weights must cover every predicted perturbation and gene (use the PREPROCESS DE table)")
-    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k, reference, w)
-    given = {"de_genes": de_genes is not None, "reference": reference is not None, "de_weights": weights is not None}
+    aligned = None if observed_de is None else observed_de.align(pred.index, pred.columns)
+    x = Profiles(pred.to_numpy(dtype=np.float64), obs.to_numpy(dtype=np.float64), control, de_index, k, reference, w,
+                 aligned)
+    given = {"de_genes": de_genes is not None, "reference": reference is not None, "de_weights": weights is not None,
+             "observed_de": observed_de is not None}
     values = {e.name: e.func(x) for e in entries("metric")
               if (chosen is None or e.name in chosen) and all(given.get(need, True) for need in e.needs)}
     n = len(pred)

@@ -8,6 +8,7 @@ from pertprobe.data.de import de_gene_sets, de_weights
 from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
 from pertprobe.registry import entries
 from pertprobe.response.bounds import noise_ceiling
+from pertprobe.response.de_agreement import ObservedDE
 from pertprobe.response.gene_embeddings import data_pca, random_embedding
 from pertprobe.response.metrics import response_metrics
 from pertprobe.response.predictors import predict
@@ -18,6 +19,7 @@ from ...conftest import TEST_DATA
 
 FAST = [e for e in entries("predictor") if not e.gpu]  # the torch models have their own tests
 DE_METRICS = {e.name for e in entries("metric") if "de_genes" in e.needs}
+AGREEMENT = {e.name for e in entries("metric") if "observed_de" in e.needs}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,8 @@ def run():
     result = preprocess(load_counts(TEST_DATA / "sim_crispri.h5ad", spec), spec,
                         PreprocessConfig(n_hvg=300, n_folds=3, seeds=(0, 1)))
     pb, de, weights = result.pseudobulk, de_gene_sets(result.de), de_weights(result.de)
+    observed_de = ObservedDE.from_table(result.de, pb.targets, alpha=0.05, pseudocount=1.0)
+    scored = {"reference": None, "weights": weights, "observed_de": observed_de}
     frames = []
     for (seed, fold), rows in result.splits.groupby(["seed", "fold"]):
         train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
@@ -38,12 +42,12 @@ def run():
         runs += [(p.name, e, embeddings[e]) for p in FAST if p.needs_embedding for e in embeddings]
         for name, emb_name, emb in runs:
             pred, _ = predict(name, pb, train, test, embedding=emb, by_batch=result.pseudobulk_by_batch, seed=seed)
-            frames.append(response_metrics(pred, observed, pb.control, de, reference=reference, weights=weights)
+            frames.append(response_metrics(pred, observed, pb.control, de, **(scored | {"reference": reference}))
                           .assign(model=name, embedding=emb_name))
-        frames.append(response_metrics(observed.copy(), observed, pb.control, de, reference=reference, weights=weights)
+        frames.append(response_metrics(observed.copy(), observed, pb.control, de, **(scored | {"reference": reference}))
                       .assign(model="oracle", embedding="none"))
         frames.append(noise_ceiling(result.adata.X, result.adata.obs["perturbation"].to_numpy(), pb.genes, test,
-                                    pb.control, de, n_draws=3, seed=seed, reference=reference, weights=weights)
+                                    pb.control, de, n_draws=3, seed=seed, **(scored | {"reference": reference}))
                       .assign(embedding="none"))
         for frame in frames[-(len(runs) + 2):]:
             frame["seed"], frame["split"] = seed, f"fold{fold}"
@@ -65,6 +69,10 @@ def test_oracle_is_perfect_on_every_metric(run):
     assert (n_de < 20).any()  # some perturbations of the bundled data have fewer significant genes
     for metric, rows in oracle.groupby("metric"):
         values = rows["value"].to_numpy()
+        if metric in AGREEMENT:  # undefined without (enough) significant genes besides the target
+            assert np.isfinite(values).mean() > 0.5, metric
+            np.testing.assert_allclose(values[np.isfinite(values)], 1.0 if directions()[metric] else 0.0, atol=1e-12)
+            continue
         needed = {"pearson_de": 3, "pearson_de_delta": 3}.get(metric, 1) if metric in DE_METRICS else 0
         undefined = (n_de.loc[rows["perturbation"]] < needed).to_numpy()
         assert np.isnan(values[undefined]).all() and not np.isnan(values[~undefined]).any(), metric

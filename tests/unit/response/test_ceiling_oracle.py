@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from pertprobe.data.pseudobulk import group_means
 from pertprobe.data.simulate import simulate
-from pertprobe.data.de import rest_weights
+from pertprobe.data.de import de_statistics, de_table, rest_weights, top_de_genes
+from pertprobe.response.de_agreement import ObservedDE
 from pertprobe.response.bounds import noise_ceiling, spearman_brown_ceiling
 from pertprobe.response.metrics import directions, response_metrics
 
@@ -44,10 +45,14 @@ def scores():
     de = {p: list(genes[np.argsort(-np.abs(true_means.loc[p].to_numpy() - control))[:20]]) for p in test}
     reference = X[[i for i in observed if labels[i] != "control"]].mean(axis=0)  # the perturbed centroid
     weights = rest_weights(X[truth], labels[truth], genes, "control")  # Miller weights, also from the truth
+    # the observed side's DE table, as PREPROCESS computes it from the observed cells
+    stats = de_statistics(X[observed], labels[observed], genes, "control")
+    targets = {p: [p] if p in genes else [] for p in test}
+    observed_de = ObservedDE.from_table(de_table(stats, top_de_genes(stats), weights), targets, 0.05, 1.0)
     oracle = response_metrics(true_means.loc[test], obs_means.loc[test], control, de, reference=reference,
-                              weights=weights)
+                              weights=weights, observed_de=observed_de)
     bounds = noise_ceiling(X[observed], labels[observed], genes, test, control, de, n_draws=10, seed=1,
-                           reference=reference, weights=weights)
+                           reference=reference, weights=weights, observed_de=observed_de)
     table = bounds.groupby(["model", "metric"])["value"].mean().unstack("model")
     table["oracle"] = oracle.groupby("metric")["value"].mean()
     per_perturbation = bounds[bounds["model"] == "ceiling"].set_index(["metric", "perturbation"])["value"]
