@@ -1,28 +1,22 @@
-"""The self-contained HTML report: leaderboard with bounds, plots, paired statistics, the cell
+"""The self-contained HTML report: the verdict, leaderboard with bounds, plots, paired statistics, the cell
 benchmark's tables, datasets, embeddings and versions."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..registry import select
-from ..response.bounds import ABOVE_CEILING, ANCHORS, ROW_STATUSES
+from ..response.bounds import ABOVE_CEILING, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
+from .render import label, png, table
+from .verdict import best_references, is_predictor, pair_difference, verdict_section
 
 LOW_DYNAMIC_RANGE = 0.1  # below this share of the metric's range, a dataset cannot rank models
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
@@ -45,52 +39,32 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
     ax.set_title(f"{dataset}: {metric}")
     if metric.startswith("rank"):
         ax.axhline(0.5, color="grey", ls="--", lw=1)
-    out = _png(fig)  # bbox_inches="tight" fits the rotated labels
+    out = png(fig)  # bbox_inches="tight" fits the rotated labels
     plt.close(fig)
     return out
 
 
-def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    def fmt(v: Any) -> str:
-        if v is pd.NA:
-            return ""
-        if isinstance(v, (float, np.floating)):
-            return "NaN" if np.isnan(v) else floatfmt.format(v)
-        return html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
+td,th{white-space:pre-line}th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
 
 
 def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
     """Each predictor against the best floor of this dataset and metric (a − floor)."""
-    sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)].dropna(subset=["mean"])
-    floor_rows = sub[sub["mean"] == sub["best_floor"]]
-    if floor_rows.empty or stats.empty:
+    floor = best_references(board)["floor"].get((dataset, metric))
+    st = stats[(stats["dataset"] == dataset) & (stats["metric"] == metric)] if len(stats) else stats
+    if not isinstance(floor, str) or st.empty:
         return pd.DataFrame()
-    r = floor_rows.iloc[0]
-    floor = r["model"] + ("" if r["embedding"] == "none" else "/" + r["embedding"])
-    st = stats[(stats["dataset"] == dataset) & (stats["metric"] == metric)]
+    others = sorted((set(st["predictor_a"]) | set(st["predictor_b"])) - {floor})
     rows = []
-    for _, row in st[(st["predictor_a"] == floor) | (st["predictor_b"] == floor)].iterrows():
-        sign = 1.0 if row["predictor_a"] != floor else -1.0
-        other = row["predictor_a"] if sign > 0 else row["predictor_b"]
-        lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
-        rows.append({"predictor": other, "vs": floor, "mean_difference": sign * row["mean_difference"],
-                     "p_perturbation": row["p_perturbation"], "p_corrected": row["p_corrected"],
-                     "bootstrap_ci_low": lo, "bootstrap_ci_high": hi, "n_perturbations": row["n_perturbations"],
-                     "n_splits": row["n_splits"]})
+    for other in others:
+        row = pair_difference(st, dataset, metric, other, floor)
+        if row is not None:
+            rows.append({"predictor": other, "vs": floor, "mean_difference": row["mean_difference"],
+                         "p_perturbation": row["p_perturbation"], "p_corrected": row["p_corrected"],
+                         "bootstrap_ci_low": row["ci_low"], "bootstrap_ci_high": row["ci_high"],
+                         "n_perturbations": row["n_perturbations"], "n_splits": row["n_splits"]})
     return pd.DataFrame(rows).sort_values("mean_difference", ascending=not directions().get(metric, True))
-
-
-def _label(row: pd.Series) -> str:
-    return row["model"] + ("" if row["embedding"] == "none" else "/" + row["embedding"])
 
 
 def _bounds_notes(sub: pd.DataFrame) -> str:
@@ -104,18 +78,18 @@ def _bounds_notes(sub: pd.DataFrame) -> str:
     if len(dynamic) and dynamic.iloc[0] < LOW_DYNAMIC_RANGE:
         notes.append(f"Low dynamic range ({dynamic.iloc[0]:.2f} of the metric's range lies between the best floor and "
                      "the ceiling): this dataset cannot rank models on this metric.")
-    models = sub[~sub["model"].isin(set(floors()) | set(ANCHORS)) & (sub["embedding"] != "random")].dropna(subset=["mean"])
+    models = sub[is_predictor(sub)].dropna(subset=["mean"])
     shortcut = sub["best_shortcut"].dropna()
     if len(shortcut) and len(models):
         higher = directions().get(sub["metric"].iloc[0], True)
         behind = models[models["mean"] <= shortcut.iloc[0]] if higher else models[models["mean"] >= shortcut.iloc[0]]
         if len(behind):
             notes.append(f"Not better than the strongest shortcut probe ({shortcut.iloc[0]:.4f}): "
-                         f"{html.escape(', '.join(_label(r) for _, r in behind.iterrows()))}.")
+                         f"{html.escape(', '.join(label(r) for _, r in behind.iterrows()))}.")
     above = sub[sub["gap_status"] == ABOVE_CEILING]
     if len(above):
         notes.append("Above the noise ceiling (check for leakage or a noisy ceiling): "
-                     f"{html.escape(', '.join(_label(r) for _, r in above.iterrows()))}.")
+                     f"{html.escape(', '.join(label(r) for _, r in above.iterrows()))}.")
     return "".join(f"<p class='note'><b>{n}</b></p>" for n in notes)
 
 
@@ -125,7 +99,7 @@ def _coverage_note(sub: pd.DataFrame) -> str:
     partial = rows[rows["coverage"] < 1].sort_values(["coverage", "model", "embedding"])
     if partial.empty:
         return ""
-    items = ", ".join(f"{_label(r)} {r['coverage']:.0%}" + ("" if pd.isna(r["min_n_fit"]) else
+    items = ", ".join(f"{label(r)} {r['coverage']:.0%}" + ("" if pd.isna(r["min_n_fit"]) else
                                                             f" (fitted on as few as {int(r['min_n_fit'])})")
                       for _, r in partial.iterrows())
     return ("<p class='note'><b>Coverage: these predictors predicted only part of the test perturbations "
@@ -163,19 +137,20 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
         parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
         for task, reason in tasks_not_run(cell_board, dataset).items():
             parts.append(f"<p class='note'><b>Not run: {html.escape(task_titles()[task])} — {html.escape(reason)}.</b></p>")
-        for task, table in task_tables(cell_board, dataset).items():
-            parts.append(f"<h4>{html.escape(task_titles()[task])}</h4>" + _table(table, "{:.3f}"))
+        for task, rows in task_tables(cell_board, dataset).items():
+            parts.append(f"<h4>{html.escape(task_titles()[task])}</h4>" + table(rows, "{:.3f}"))
     return parts
 
 
 def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
                 embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
                 cell_board: pd.DataFrame | None = None) -> str:
-    """One self-contained HTML page: leaderboard with bounds, plots, paired statistics, the
+    """One self-contained HTML page: the verdict (verdict.py), leaderboard with bounds, plots, paired statistics, the
     cell-embedding tables with their random floor, datasets, embeddings and versions."""
     stats = stats if stats is not None else pd.DataFrame()
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
+    parts += verdict_section(board, stats, metrics)
     parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
                  "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
                  f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "
@@ -195,7 +170,7 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
         parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
         if dataset in datasets:
             summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
-            parts.append(_table(pd.DataFrame([summary])))
+            parts.append(table(pd.DataFrame([summary])))
             unresolved = datasets[dataset].get("unresolved_perturbations", [])
             if unresolved:
                 parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "
@@ -207,7 +182,7 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
         ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
         for metric in ordered:
             sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
-            parts.append(f"<h3>{html.escape(metric)}</h3>" + _bounds_notes(sub) + _table(sub[cols]))
+            parts.append(f"<h3>{html.escape(metric)}</h3>" + _bounds_notes(sub) + table(sub[cols]))
             parts.append(f"<img alt='{html.escape(metric)}' "
                          f"src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
             if metric in primary:
@@ -219,11 +194,11 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                                  "over folds × seeds (repeated splits re-test the same perturbations, so a plain "
                                  "t-test over splits overstates the evidence); the 95% bootstrap CI resamples "
                                  "perturbations, the same unit as p_perturbation, so the two agree. All pairs: "
-                                 "statistics.csv.</p>" + _table(comp))
+                                 "statistics.csv.</p>" + table(comp))
     if cell_board is not None and not cell_board.empty:
         parts += _cell_section(cell_board)
     if embeddings:
         parts.append("<h2>Embeddings</h2>")
-        parts.append(_table(pd.DataFrame(embeddings)))
+        parts.append(table(pd.DataFrame(embeddings)))
     parts.append(f"<h2>Software versions</h2><pre>{html.escape(versions)}</pre></body></html>")
     return "\n".join(parts)
