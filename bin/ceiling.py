@@ -43,7 +43,7 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
                           de_gene_sets(de_table), n_draws=n_draws, seed=seed, metrics=metrics,
                           reference=centroid(pb, train), weights=de_weights(de_table),
                           alpha=interpolation_weights(de_table), observed_de=observed_de,
-                          control_label=pb.control_label)
+                          control_label=pb.control_label, batches=adata.obs["batch"].to_numpy())
     table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none", fallback=False,
                          n_fit=float("nan"))
     write_table(table[METRIC_COLUMNS].set_index("dataset"), out_path)

@@ -84,7 +84,10 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     # Bounds that a reader cannot misread: the noise ceiling is above every floor (a split-half
     # "ceiling" was not: 0.102 against 0.081 for the CRISPR-informed mean on rank_delta).
     ceiling = board[board["model"] == "ceiling"].set_index("metric")
-    assert (ceiling["gap"] > 0).all() and (ceiling["fraction_of_gap"] == 1).all()
+    assert (ceiling["gap"] > 0).all()
+    defined = ceiling["gap_status"] == "ok"
+    assert (ceiling.loc[defined, "fraction_of_gap"] == 1).all() and defined.mean() > 0.8
+    assert ceiling.loc[~defined, "gap_status"].str.contains("within noise").all()
     assert rank["ceiling"] < rank["crispr_informed_mean"] < rank["split_half"] + 0.05
     mse = board[(board["metric"] == "mse") & (board["embedding"] == "none")].set_index("model")["mean"]
     assert mse["interpolated_duplicate"] < mse["split_half"]  # shrunk to the floor where a change is not significant
@@ -95,7 +98,8 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     assert de_counts["n_de_genes"].between(0, 20).all() and (de_counts["n_de_genes"] <= de_counts["n_significant"]).all()
     ok = board[board["gap_status"] == "ok"]
     assert ok["fraction_of_gap"].between(0, 1).all()
-    assert set(board["gap_status"]) <= {"ok", "below the best floor", "above the ceiling", "no defined value"}
+    assert set(board["gap_status"]) - {"ok", "below the best floor", "above the ceiling", "no defined value"} <= {
+        "floor-to-ceiling gap within noise (< 2 SE)"}
     stats = pd.read_csv(results / "statistics.csv")
     assert {"p_perturbation", "p_corrected", "ci_low", "ci_high"} <= set(stats.columns) and len(stats) > 0
     html = (results / "report.html").read_text()

@@ -19,6 +19,10 @@ whenever cells are noisy, so it is reported as an anchor, never as the ceiling.
 Technical duplicate (model ``split_half``): A scored against B, the positive control of Miller
 et al. 2025, measured at half the depth.
 
+Replicate duplicate (model ``replicate_duplicate``): a perturbation measured in two or more
+batches, its cells in every other batch against the rest — the technical duplicate across
+independent captures, where the batches are replicates.
+
 Interpolated duplicate (model ``interpolated_duplicate``, Miller et al. 2025): per gene,
 ``α·A + (1 − α)·M`` scored against B, with ``α = 1 − adjusted p`` of the perturbation's DE test
 (0 for untested genes) and M the mean of the split's perturbed training cells (the ``mean``
@@ -28,6 +32,7 @@ floor): the duplicate where the gene's change is certain, the floor where it is 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +43,7 @@ from ..data.pseudobulk import group_means
 from .de_agreement import ObservedDE
 from .metrics import PERFECT, SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
 
-ANCHORS = ("ceiling", "split_half", "interpolated_duplicate")  # bounds scored like predictors, never ranked
+ANCHORS = ("ceiling", "split_half", "interpolated_duplicate", "replicate_duplicate")  # bounds, never ranked
 GAP_NOISE_SE = 2.0  # a floor-to-ceiling gap under this many standard errors is within noise
 OK = "ok"
 BELOW_FLOOR, ABOVE_CEILING, NO_VALUE = "below the best floor", "above the ceiling", "no defined value"
@@ -62,13 +67,15 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
                   control: np.ndarray, de_genes: dict[str, list[str]] | None, n_draws: int = 5, seed: int = 0,
                   metrics: list[str] | None = None, reference: np.ndarray | None = None,
                   weights: pd.DataFrame | None = None, alpha: pd.DataFrame | None = None,
-                  observed_de: ObservedDE | None = None, control_label: str = "control") -> pd.DataFrame:
-    """Per-perturbation scores of the ceiling, the split-half duplicate and, given the per-gene
-    interpolation weights `alpha` (perturbations x genes, 1 − adjusted p) and `reference`, the
-    interpolated duplicate (long table with a `model` column), each averaged over `n_draws` random
-    half splits; `reference`, `weights` and `observed_de` as in `response_metrics`. With
-    `observed_de`, the duplicate's DE calls are each half's own test against the `control_label`
-    cells, and the ceiling of the DE-call metrics is their perfect score (`PERFECT`)."""
+                  observed_de: ObservedDE | None = None, control_label: str = "control",
+                  batches: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-perturbation scores of the anchors (long table with a `model` column): the ceiling, the
+    split-half duplicate and, given the per-gene interpolation weights `alpha` (perturbations x
+    genes, 1 − adjusted p) and `reference`, the interpolated duplicate, each averaged over `n_draws`
+    random half splits; given each cell's batch (`batches`), the replicate duplicate. `reference`,
+    `weights` and `observed_de` as in `response_metrics`. With `observed_de`, a duplicate's DE calls
+    are each half's own test against the `control_label` cells, and the ceiling of the DE-call
+    metrics is their perfect score (`PERFECT`)."""
     labels = np.asarray(labels).astype(str)
     rng = np.random.default_rng(seed)
     cells = {p: np.flatnonzero(labels == p) for p in test}
@@ -78,31 +85,38 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
     every = np.concatenate([cells[p] for p in test])
     observed = _means(group_means(X[every], labels[every])[0], list(test), list(test), genes)
     n = np.array([len(cells[p]) for p in test], dtype=np.float64)
-    n_a = n // 2
-    scale = np.sqrt(n_a * (n - n_a)) / n
-    a_keys, b_keys = [f"{p}\x00a" for p in test], [f"{p}\x00b" for p in test]
+    scale = np.sqrt((n // 2) * (n - n // 2)) / n
     methods = ceiling_methods()
     control_moments = None
     if observed_de is not None:
         ctrl = np.flatnonzero(labels == control_label)
         control_moments = group_moments(X[ctrl], labels[ctrl])
+
+    def score(pred: pd.DataFrame, obs: pd.DataFrame, de: ObservedDE | None) -> pd.DataFrame:
+        return response_metrics(pred, obs, control, de_genes, metrics=metrics, reference=reference, weights=weights,
+                                observed_de=de)
+
+    def split(halves: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+        """Means of halves A and B of each listed perturbation, and B's DE calls with A's spread."""
+        names = list(halves)
+        order = np.concatenate([np.concatenate(halves[p]) for p in names])
+        keys = np.concatenate([[f"{p}\x00a"] * len(halves[p][0]) + [f"{p}\x00b"] * len(halves[p][1]) for p in names])
+        moments = group_moments(X[order], keys)
+        means = pd.DataFrame(moments.mean, index=moments.groups)
+        a = _means(means, [f"{p}\x00a" for p in names], names, genes)
+        b = _means(means, [f"{p}\x00b" for p in names], names, genes)
+        de = None if observed_de is None else _halves_de(moments, control_moments, observed_de, names, genes)
+        return a, b, de
+
     draws = []
     for _ in range(n_draws):
-        rows, halves = [], []
-        for p, half in zip(test, n_a.astype(int), strict=True):
+        halves = {}
+        for p in test:
             idx = rng.permutation(cells[p])
-            rows.append(idx)
-            halves += [f"{p}\x00a"] * half + [f"{p}\x00b"] * (len(idx) - half)
-        order = np.concatenate(rows)
-        moments = group_moments(X[order], np.asarray(halves))
-        means = pd.DataFrame(moments.mean, index=moments.groups)
-        a, b = _means(means, a_keys, list(test), genes), _means(means, b_keys, list(test), genes)
-        noisy = observed + (a - b).to_numpy() * scale[:, None]
-        ceiling = response_metrics(noisy, observed, control, de_genes, metrics=metrics, reference=reference,
-                                   weights=weights, observed_de=observed_de)
-        halves_de = None if observed_de is None else _halves_de(moments, control_moments, observed_de, test, genes)
-        duplicate = response_metrics(a, b, control, de_genes, metrics=metrics, reference=reference, weights=weights,
-                                     observed_de=halves_de)
+            halves[p] = (idx[: len(idx) // 2], idx[len(idx) // 2:])
+        a, b, halves_de = split(halves)
+        ceiling = score(observed + (a - b).to_numpy() * scale[:, None], observed, observed_de)
+        duplicate = score(a, b, halves_de)
         method = ceiling["metric"].map(methods).to_numpy()
         by_halves = method == SPEARMAN_BROWN
         ceiling.loc[by_halves, "value"] = spearman_brown_ceiling(duplicate.loc[by_halves, "value"].to_numpy())
@@ -116,11 +130,32 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
         if alpha is not None and reference is not None:
             w = alpha.loc[list(test), genes].to_numpy(dtype=np.float64)
             interpolated = a * w + (1 - w) * np.asarray(reference, dtype=np.float64)[None, :]
-            draws.append(response_metrics(interpolated, b, control, de_genes, metrics=metrics, reference=reference,
-                                          weights=weights, observed_de=observed_de)
-                         .assign(model="interpolated_duplicate"))
+            draws.append(score(interpolated, b, observed_de).assign(model="interpolated_duplicate"))
+    if batches is not None:
+        draws.append(_replicate_duplicate(cells, np.asarray(batches).astype(str), split, score, test))
     both = pd.concat(draws, ignore_index=True)
     return both.groupby(["model", "perturbation", "metric"], sort=False)["value"].mean().reset_index()
+
+
+def _replicate_duplicate(cells: dict[str, np.ndarray], batches: np.ndarray, split: Any, score: Any,
+                         test: list[str]) -> pd.DataFrame:
+    """The replicate duplicate (model ``replicate_duplicate``): each perturbation measured in two
+    or more batches, its cells in every other batch (sorted by name) against the rest; NaN for the
+    perturbations seen in one batch only. Needs two such perturbations (the rank metrics compare)."""
+    halves = {}
+    for p in test:
+        seen = np.unique(batches[cells[p]])
+        if len(seen) >= 2:
+            first = np.isin(batches[cells[p]], seen[::2])
+            halves[p] = (cells[p][first], cells[p][~first])
+    if len(halves) >= 2:
+        a, b, de = split(halves)
+        scored = score(a, b, de)
+    else:
+        scored = pd.DataFrame(columns=["perturbation", "metric", "value"])
+    grid = pd.MultiIndex.from_product([test, sorted(set(scored["metric"])) or []], names=["perturbation", "metric"])
+    return scored.set_index(["perturbation", "metric"])["value"].reindex(grid).reset_index().assign(
+        model="replicate_duplicate")
 
 
 def _halves_de(moments: GroupMoments, control: GroupMoments, observed: ObservedDE, test: list[str],
