@@ -141,6 +141,7 @@ class DEStatistics:
 
     score: pd.DataFrame  # Welch t
     se: pd.DataFrame  # standard error of the difference of means
+    sampling_var: pd.DataFrame  # v_g / n_g: the sampling variance of the perturbation's mean
     df: pd.DataFrame  # Welch's degrees of freedom
     pval: pd.DataFrame
     pval_adj: pd.DataFrame  # BH over the tested genes; NaN for untested ones
@@ -163,8 +164,8 @@ def de_statistics(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
     lfc = np.log2((np.expm1(m.mean[keep]) + c) / (np.expm1(m.mean[r]) + c)[None, :])
     frame = functools.partial(pd.DataFrame, index=pd.Index(m.groups[keep], name="perturbation"),
                               columns=pd.Index(genes))
-    return DEStatistics(frame(test.t), frame(test.se), frame(test.df), frame(test.p),
-                        frame(bh_adjust(test.p, tested)), frame(lfc), frame(tested),
+    return DEStatistics(frame(test.t), frame(test.se), frame(m.var[keep] / m.n[keep, None]), frame(test.df),
+                        frame(test.p), frame(bh_adjust(test.p, tested)), frame(lfc), frame(tested),
                         pd.Series(m.n[keep], index=m.groups[keep], name="n_cells"))
 
 
@@ -226,7 +227,8 @@ def rest_weights(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Inde
     return pd.DataFrame(w, index=pd.Index(m.groups, name="perturbation"), columns=pd.Index(genes))
 
 
-DE_COLUMNS = ["gene", "rank", "score", "se", "df", "logfoldchange", "pval", "pval_adj", "tested", "weight"]
+DE_COLUMNS = ["gene", "rank", "score", "se", "sampling_var", "df", "logfoldchange", "pval", "pval_adj", "tested",
+              "weight"]
 
 
 def de_table(stats: DEStatistics, top: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +239,7 @@ def de_table(stats: DEStatistics, top: pd.DataFrame, weights: pd.DataFrame) -> p
     ranks = top.pivot(index="perturbation", columns="gene", values="rank").reindex(index=perts, columns=genes)
     long = {"perturbation": np.repeat(perts.to_numpy(), len(genes)), "gene": np.tile(genes.to_numpy(), len(perts)),
             "rank": ranks.fillna(-1).to_numpy(dtype=np.int64).ravel()}
-    for name in ("score", "se", "df", "logfoldchange", "pval", "pval_adj", "tested"):
+    for name in ("score", "se", "sampling_var", "df", "logfoldchange", "pval", "pval_adj", "tested"):
         long[name] = getattr(stats, name).loc[perts, genes].to_numpy().ravel()
     long["weight"] = weights.to_numpy().ravel()
     return pd.DataFrame(long)[["perturbation", *DE_COLUMNS]]

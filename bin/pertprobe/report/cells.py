@@ -48,6 +48,26 @@ def tasks_not_run(board: pd.DataFrame, dataset: str) -> dict[str, str]:
     return dict(zip(rows["task"], rows["note"], strict=True))
 
 
+SEPARATION = 0.02  # a metric whose values, random floor included, all lie within this share of its size
+
+
+def inseparable(board: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Alignment x task x metric rows where no embedding separates from any other, the random floor
+    included: max − min of the values ≤ SEPARATION × the largest |value| (the cell benchmark's
+    dynamic-range check; counts and chance levels are not scores and are skipped)."""
+    sub = board[(board["dataset"] == dataset) & (board["metric"] != NOT_RUN) & ~board["metric"].map(is_descriptive)]
+    rows = []
+    for (alignment, task, metric), group in sub.groupby(["alignment", "task", "metric"], sort=True):
+        values = group["value"].dropna()
+        if group["model"].nunique() < 2 or len(values) < 2 or floor_model() not in set(group["model"]):
+            continue
+        spread, size = float(values.max() - values.min()), float(values.abs().max())
+        if spread <= SEPARATION * size:
+            rows.append({"alignment": alignment, "task": task, "metric": metric, "min": float(values.min()),
+                         "max": float(values.max())})
+    return pd.DataFrame(rows, columns=["alignment", "task", "metric", "min", "max"])
+
+
 def task_tables(board: pd.DataFrame, dataset: str) -> dict[str, pd.DataFrame]:
     """Per task: rows model/alignment (the random floor first), one column per metric."""
     out = {}

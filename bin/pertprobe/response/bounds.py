@@ -173,7 +173,8 @@ def _halves_de(moments: GroupMoments, control: GroupMoments, observed: ObservedD
     pc = observed.pseudocount
     lfc_b = np.log2((np.expm1(moments.mean[b]) + pc) / (np.expm1(control.mean[c]) + pc))
     return observed._replace(pval=frame(test_b.p), logfoldchange=frame(lfc_b), tested=tested, se=frame(test_a.se),
-                             df=frame(test_a.df), own=observed.own.loc[index, genes])
+                             df=frame(test_a.df), sampling_var=frame(moments.var[b] / moments.n[b, None]),
+                             own=observed.own.loc[index, genes])
 
 
 def _best(group: pd.DataFrame, rows: pd.Series, sign: float) -> pd.Series | None:

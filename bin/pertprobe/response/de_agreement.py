@@ -1,6 +1,7 @@
-"""DE-agreement metrics of the Virtual Cell Challenge 2026 set (cell-eval2's ``vcc2026`` preset):
-significant-gene Jaccard, direction fidelity, direction reach and the normalised log-fold-change
-MAE, on pseudobulk predictions (definitions, sources and differences in docs/metrics.md).
+"""The Virtual Cell Challenge 2026 set (cell-eval2's ``vcc2026`` preset) on pseudobulk predictions,
+the metrics that read the observed DE table: significant-gene Jaccard, direction fidelity,
+direction reach, the normalised log-fold-change MAE and the noise-corrected MSE (definitions,
+sources and differences in docs/metrics.md).
 
 The observed side is the PREPROCESS DE table (Welch t-test against control, BH over the tested
 genes). A pseudobulk prediction has no cells, so its DE calls are those the same test would make if
@@ -19,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ..data.de import bh_adjust
-from .metrics import PERFECT, Profiles, metric
+from .metrics import NOISE_MATCHED, PERFECT, Profiles, metric
 
 VCC2026 = "Virtual Cell Challenge 2026 (cell-eval2 0.20 `vcc2026`)"
 REACH_PURITY = 0.9  # direction reach: the deepest prefix with at least this sign accuracy
@@ -46,6 +47,7 @@ class ObservedDE(NamedTuple):
     tested: pd.DataFrame
     se: pd.DataFrame
     df: pd.DataFrame
+    sampling_var: pd.DataFrame  # the sampling variance of each observed mean (v / n)
     own: pd.DataFrame  # the perturbation's own measured targets
     alpha: float
     pseudocount: float
@@ -55,7 +57,7 @@ class ObservedDE(NamedTuple):
                    pseudocount: float) -> ObservedDE:
         """From a PREPROCESS `de_table` (long) and the perturbations' measured targets."""
         wide = {c: de.pivot(index="perturbation", columns="gene", values=c)
-                for c in ("pval", "logfoldchange", "tested", "se", "df")}
+                for c in ("pval", "logfoldchange", "tested", "se", "df", "sampling_var")}
         index, columns = wide["pval"].index, wide["pval"].columns
         own = pd.DataFrame(False, index=index, columns=columns)
         for p in index:
@@ -66,14 +68,15 @@ class ObservedDE(NamedTuple):
     def align(self, index: pd.Index, columns: pd.Index) -> AlignedDE:
         """Arrays for these perturbations and genes, in this order."""
         pick = {name: getattr(self, name).loc[index, columns].to_numpy()
-                for name in ("pval", "logfoldchange", "tested", "se", "df", "own")}
+                for name in ("pval", "logfoldchange", "tested", "se", "df", "sampling_var", "own")}
         tested = pick["tested"].astype(bool)
         p_adj = bh_adjust(pick["pval"], tested)  # over these genes, as the prediction's calls are
         significant = tested & (np.nan_to_num(p_adj, nan=1.0) < self.alpha)
         real = DECalls(pick["logfoldchange"], pick["pval"], p_adj, significant)
         rank = np.argsort(np.argsort(np.asarray(columns, dtype=str), kind="stable"), kind="stable")
+        control_var = np.maximum(pick["se"] ** 2 - pick["sampling_var"], 0.0)  # se² = v_p/n_p + v_c/n_c
         return AlignedDE(real, tested, pick["se"], pick["df"], pick["own"].astype(bool), self.alpha,
-                         self.pseudocount, rank)
+                         self.pseudocount, rank, pick["sampling_var"], control_var)
 
 
 class AlignedDE(NamedTuple):
@@ -87,6 +90,8 @@ class AlignedDE(NamedTuple):
     alpha: float
     pseudocount: float
     gene_rank: np.ndarray  # each gene's position in name order (the last tie-break of reach)
+    sampling_var: np.ndarray  # of each observed mean
+    control_var: np.ndarray  # of the control mean (the same in every row)
 
     def predicted(self, pred: np.ndarray, control: np.ndarray) -> DECalls:
         """The DE calls of a predicted mean profile, with the observed spread (module docstring)."""
@@ -205,3 +210,25 @@ def de_direction_reach(x: Profiles) -> np.ndarray:
 def de_lfc_nmae(x: Profiles) -> np.ndarray:
     real, pred, de = _calls(x)
     return lfc_nmae(real, pred, de.own)
+
+
+@metric("mse_noise_corrected", False, "MSE minus the observation's own sampling noise, over the split's noise-corrected "
+        "effect size (0 for the truth, about 1 for the control)", VCC2026, ("paper", "full"), needs=("observed_de",),
+        ceiling_method=NOISE_MATCHED)
+def mse_noise_corrected(x: Profiles) -> np.ndarray:
+    """N_p / mean_q D_q, so that a split's mean is Σ N / Σ D as in cell-eval2: with the own targets
+    left out, N_p = (‖pred − obs‖² − C_p)/G and D_q = (‖obs − ctrl‖² − C_q − C_ctrl)/G, C the summed
+    sampling variance of a mean profile (v/n per gene, exact for the mean of log-normalized cells).
+    E[N_p] is the squared error against the truth; a prediction without cells gets no noise credit.
+    NaN where no perturbation of the split responds beyond its noise (mean D ≤ 0)."""
+    de = x.observed_de
+    keep = ~de.own
+    genes = keep.sum(axis=1).astype(np.float64)
+    error = (np.where(keep, (x.P - x.O) ** 2, 0.0)).sum(axis=1)
+    noise = np.where(keep, de.sampling_var, 0.0).sum(axis=1)
+    effect = np.where(keep, x.dO**2, 0.0).sum(axis=1)
+    control_noise = np.where(keep, de.control_var, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        numerator = (error - noise) / genes
+        scale = np.nanmean((effect - noise - control_noise) / genes)
+    return numerator / scale if scale > 0 else np.full(len(numerator), np.nan)

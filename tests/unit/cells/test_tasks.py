@@ -303,3 +303,18 @@ def test_kbet_agrees_with_scib_metrics_approximate_neighbours():
     values, batch, labels = _batchy_embedding(1)
     graph = exact_neighbors(values, 30)
     assert abs(kbet(graph, batch, labels) - float(scib_metrics.kbet_per_label(graph, batch, labels))) < 0.02
+
+
+def test_a_metric_no_embedding_separates_is_flagged():
+    """silhouette_batch ≈ 0.99 for every embedding, random included: flagged; a metric where PCA
+    beats the floor is not; counts are not scores."""
+    from pertprobe.report.cells import cell_leaderboard, inseparable
+
+    rows = [("pca", "silhouette_batch", 0.991), ("scvi", "silhouette_batch", 0.989), ("random", "silhouette_batch", 0.99),
+            ("pca", "recall", 0.4), ("scvi", "recall", 0.3), ("random", "recall", 0.1),
+            ("pca", "n_pairs", 10.0), ("scvi", "n_pairs", 10.0), ("random", "n_pairs", 10.0)]
+    summary = pd.DataFrame([{"dataset": "d", "model": m, "alignment": "none", "task": "batch", "metric": k, "value": v,
+                             "sd": np.nan, "n": 1, "note": ""} for m, k, v in rows])
+    flagged = inseparable(cell_leaderboard(summary), "d")
+    assert flagged["metric"].tolist() == ["silhouette_batch"]
+    assert flagged.loc[0, "min"] == pytest.approx(0.989) and flagged.loc[0, "max"] == pytest.approx(0.991)

@@ -132,7 +132,7 @@ def _observed(rng, n_perts=6, n_genes=40, alpha=0.05):
     lfc = np.log2((np.expm1(obs) + 1) / (np.expm1(control) + 1))
     long = pd.DataFrame({"perturbation": np.repeat(perts, n_genes), "gene": np.tile(genes, n_perts),
                          "pval": p.ravel(), "logfoldchange": lfc.ravel(),
-                         "tested": tested.ravel(), "se": se.ravel(), "df": 50.0})
+                         "tested": tested.ravel(), "se": se.ravel(), "df": 50.0, "sampling_var": se.ravel() ** 2 / 2})
     observed = ObservedDE.from_table(long, {p: [genes[i]] for i, p in enumerate(perts)}, alpha, 1.0)
     return pd.DataFrame(obs, index=perts, columns=genes), control, observed
 
@@ -170,3 +170,48 @@ def test_a_prediction_is_called_with_the_observed_spread():
     np.testing.assert_allclose(calls.p_adj, bh_adjust(p, np.ones(p.shape, bool)), rtol=1e-10)
     np.testing.assert_allclose(calls.lfc, np.log2((np.expm1(pred.to_numpy()) + 1) / (np.expm1(control) + 1)))
     assert aligned.own[np.arange(6), np.arange(6)].all() and aligned.own.sum() == 6
+
+
+def _experiment(rng, truth, control, n_cells=30, noise=0.4):
+    """One simulated experiment: observed means of n cells around the truth, with their DE table."""
+    from scipy import stats
+
+    perts, genes = truth.index, truth.columns
+    cells = truth.to_numpy()[:, None, :] + rng.normal(scale=noise, size=(len(perts), n_cells, truth.shape[1]))
+    ctrl_cells = control + rng.normal(scale=noise, size=(200, truth.shape[1]))
+    obs, ctrl = cells.mean(axis=1), ctrl_cells.mean(axis=0)
+    sampling = cells.var(axis=1, ddof=1) / n_cells
+    se = np.sqrt(sampling + ctrl_cells.var(axis=0, ddof=1) / 200)
+    p = 2 * stats.norm.sf(np.abs(obs - ctrl) / se)
+    long = pd.DataFrame({"perturbation": np.repeat(perts, len(genes)), "gene": np.tile(genes, len(perts)),
+                         "pval": p.ravel(), "logfoldchange": (obs - ctrl).ravel(), "tested": True,
+                         "se": se.ravel(), "df": 50.0, "sampling_var": sampling.ravel()})
+    observed = ObservedDE.from_table(long, {q: [genes[i]] for i, q in enumerate(perts)}, 0.05, 1.0)
+    return pd.DataFrame(obs, index=perts, columns=genes), ctrl, observed
+
+
+def test_noise_corrected_mse_against_its_definition_and_its_expectation():
+    """Literal N_p / mean D on one experiment; over many, the truth scores 0 on average (its noise
+    is subtracted), the control about 1, and the observation itself below 0."""
+    rng = np.random.default_rng(3)
+    perts, genes = [f"P{i}" for i in range(8)], [f"G{i:02d}" for i in range(60)]
+    control = rng.uniform(0.5, 2.0, size=60)
+    truth = pd.DataFrame(control + rng.normal(scale=0.5, size=(8, 60)), index=perts, columns=genes)
+    obs, ctrl, observed = _experiment(rng, truth, control)
+    pred = truth + 0.1
+    value = response_metrics(pred, obs, ctrl, metrics=["mse_noise_corrected"], observed_de=observed)["value"]
+    de = observed.align(obs.index, obs.columns)
+    keep = ~de.own
+    n = (np.where(keep, (pred.to_numpy() - obs.to_numpy()) ** 2 - de.sampling_var, 0)).sum(1) / keep.sum(1)
+    d = (np.where(keep, (obs.to_numpy() - ctrl) ** 2 - de.sampling_var - de.control_var, 0)).sum(1) / keep.sum(1)
+    np.testing.assert_allclose(value, n / d.mean(), rtol=1e-12)
+    runs = {"truth": [], "control": [], "itself": []}
+    for _ in range(60):
+        obs, ctrl, observed = _experiment(rng, truth, control)
+        flat = pd.DataFrame(np.tile(ctrl, (8, 1)), index=perts, columns=genes)
+        for name, p in (("truth", truth), ("control", flat), ("itself", obs)):
+            runs[name].append(response_metrics(p, obs, ctrl, metrics=["mse_noise_corrected"],
+                                               observed_de=observed)["value"].mean())
+    assert abs(np.mean(runs["truth"])) < 0.01
+    assert abs(np.mean(runs["control"]) - 1) < 0.05
+    assert max(runs["itself"]) < 0
