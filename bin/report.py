@@ -8,6 +8,8 @@ from pertprobe.cli import command
 @command("report.py", packages=["numpy", "pandas", "scipy", "matplotlib", "anndata"])
 @click.option("--metrics", "metric_paths", multiple=True, required=True, help="Metric tables from EVALUATE.")
 @click.option("--summary", "summary_paths", multiple=True, help="PREFIX.summary.json files from PREPROCESS.")
+@click.option("--pseudobulk", "pseudobulk_paths", multiple=True,
+              help="PREFIX.pseudobulk.parquet files from PREPROCESS, for the per-perturbation views.")
 @click.option("--embedding", "embedding_paths", multiple=True, help="Cell embeddings from EMBED_CELLS.")
 @click.option("--gene-table", "gene_table_paths", multiple=True,
               help="Foundation-model gene-embedding tables from EXTRACT_GENE_EMBEDDINGS.")
@@ -15,17 +17,21 @@ from pertprobe.cli import command
               help="Cell-embedding benchmark tables from EVAL_CELL_EMBEDDINGS.")
 @click.option("--software-versions", "versions_path", default=None, help="Collected versions.yml of the run.")
 @click.option("--outdir", default=".", show_default=True, type=click.Path(file_okay=False))
-def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_metric_paths, versions_path, outdir) -> None:
-    """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv, cell_leaderboard.csv and report.html."""
+def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_table_paths, cell_metric_paths,
+         versions_path, outdir) -> None:
+    """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv, cell_leaderboard.csv, report.html and, with
+    --pseudobulk, perturbations.csv and knockdown.csv."""
     import json
     from pathlib import Path
 
     import anndata as ad
     import pandas as pd
+    from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.io import atomic_path, read_table, write_table
     from pertprobe.report.cells import cell_leaderboard
     from pertprobe.report.html import render_html
     from pertprobe.report.leaderboard import METRIC_COLUMNS, leaderboard
+    from pertprobe.report.perturbations import perturbation_tables
     from pertprobe.response.metrics import METRIC_KEYS
     from pertprobe.response.statistics import paired_comparisons
 
@@ -34,6 +40,8 @@ def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_me
     board = leaderboard(metrics)
     stats = paired_comparisons(metrics)
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}
+    pseudobulks = {Path(p).name.removesuffix(".pseudobulk.parquet"): Pseudobulk.load(p)
+                   for p in sorted(pseudobulk_paths)}
     from pertprobe.response.gene_embeddings import embedding_metadata
 
     embeddings = []
@@ -55,8 +63,12 @@ def main(metric_paths, summary_paths, embedding_paths, gene_table_paths, cell_me
     write_table(stats.set_index("dataset"), out / "statistics.csv")
     if cell_board is not None:
         write_table(cell_board.set_index("dataset"), out / "cell_leaderboard.csv")
+    if pseudobulks:
+        scores, knockdown = perturbation_tables(metrics, board, pseudobulks)
+        write_table(scores.set_index("dataset"), out / "perturbations.csv")
+        write_table(knockdown.set_index("dataset"), out / "knockdown.csv")
     with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board))
+        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board, pseudobulks))
     click.echo(f"{out / 'leaderboard.csv'}: {len(board)} rows; {out / 'report.html'} written")
 
 

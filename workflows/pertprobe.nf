@@ -19,6 +19,7 @@ workflow PERTPROBE {
     REPORTING(
         RESPONSE_BENCHMARK.out.metrics,
         PREPARE_DATASETS.out.summary,
+        PREPARE_DATASETS.out.processed.map { [it[0], it[2]] },
         CELL_EMBEDDING_BENCHMARK.out.embeddings,
         RESPONSE_BENCHMARK.out.gene_tables,
         CELL_EMBEDDING_BENCHMARK.out.metrics,

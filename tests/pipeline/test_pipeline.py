@@ -105,6 +105,12 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     html = (results / "report.html").read_text()
     assert "pertprobe report" in html and "data:image/png;base64," in html and "Paired comparisons" in html
     assert "Not better than the strongest shortcut probe" in html
+    # Per-perturbation views from the pseudobulk REPORT now receives.
+    assert "Per-perturbation views" in html and "Own-target knockdown" in html and "Similarity of observed" in html
+    scores = pd.read_csv(results / "perturbations.csv")
+    assert set(scores["dataset"]) == {"sim_crispri"} and (scores["response_strength"] > 0).all()
+    knockdown = pd.read_csv(results / "knockdown.csv")
+    assert knockdown["on_target"].mean() > 0.5  # the simulated CRISPRi keeps 15% of its expressed targets
     assert (results / "pipeline_info" / "software_versions.yml").read_text().count(':PREPROCESS":') == 1
     assert {p.name.split(".")[1] for p in (results / "embed_cells").glob("*.embedding.h5ad")} == {"pca", "scvi", "random"}
     assert "<h2>Embeddings</h2>" in html and "gene_coverage" in html

@@ -73,14 +73,16 @@ def _chain(workdir: Path) -> dict[str, str]:
          "--splits", "d.splits.csv", "--seed", "0", "--fold", "1", "--n-draws", "2", "--dataset", "d",
          "--out", "c.parquet"],
         ["report.py", "--metrics", "m.parquet", "--metrics", "n.parquet", "--metrics", "c.parquet",
-         "--summary", "d.summary.json", "--embedding", "d.pca.h5ad", "--outdir", "report"],
+         "--summary", "d.summary.json", "--pseudobulk", "d.pseudobulk.parquet", "--embedding", "d.pca.h5ad",
+         "--outdir", "report"],
     ]
     for step in steps:
         result = run(BIN / step[0], *step[1:], cwd=workdir)
         assert result.returncode == 0, f"{step[0]} failed:\n{result.stderr}"
     outputs = ["d.h5ad", "t.h5ad", "v.json", "d.pseudobulk.parquet", "d.de.parquet", "d.splits.csv",
                "d.summary.json", P, M, "g.parquet", Q, "m.parquet", "n.parquet", "c.parquet",
-               "report/leaderboard.csv", "report/metrics.parquet", "report/statistics.csv", "report/report.html"]
+               "report/leaderboard.csv", "report/metrics.parquet", "report/statistics.csv", "report/perturbations.csv",
+               "report/knockdown.csv", "report/report.html"]
     return {name: _digest(workdir / name) for name in outputs}
 
 
@@ -114,7 +116,7 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     together = metrics[metrics["model"] == "crispr_informed_mean"].reset_index(drop=True)
     pd.testing.assert_frame_equal(together, pd.read_parquet(tmp_path / "alone.parquet").reset_index())
     assert list(metrics.columns) == ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric",
-                                     "value"]
+                                     "value", "fallback", "n_fit"]
     emb = ad.read_h5ad(work / "d.pca.h5ad")
     processed = ad.read_h5ad(work / "d.processed.h5ad", backed="r")
     assert list(emb.obs_names) == list(processed.obs_names)
@@ -126,9 +128,17 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     assert read_table_metadata(work / "g.parquet")["fitted_on"] == "training perturbations"
     board = pd.read_csv(work / "report" / "leaderboard.csv")
     assert {"best_floor", "ceiling", "fraction_of_gap"} <= set(board.columns)
-    assert set(board["model"]) == {"crispr_informed_mean", "mean", "ridge", "ceiling", "split_half"}
+    assert set(board["model"]) == {"crispr_informed_mean", "mean", "ridge", "ceiling", "split_half", "interpolated_duplicate"}
     html = (work / "report" / "report.html").read_text()
     assert "crispr_informed_mean" in html and "fraction_of_gap" in html and "data:image/png;base64," in html and "<script src" not in html
+    assert "Scores per perturbation" in html and "Own-target knockdown" in html and "Similarity of observed" in html
+    scores = pd.read_csv(work / "report" / "perturbations.csv")
+    assert set(scores["perturbation"]) <= set(metrics["perturbation"]) and (scores["response_strength"] > 0).all()
+    knockdown = pd.read_csv(work / "report" / "knockdown.csv")
+    shares = knockdown["share_remaining"]
+    assert len(knockdown) and shares.dropna().is_monotonic_increasing and shares.notna().is_monotonic_decreasing
+    assert (knockdown.loc[shares.isna(), "status"] == "not expressed in control").all()  # non-expressed simulated targets
+    assert knockdown["on_target"].mean() > 0.5  # simulated CRISPRi knocks its targets down
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""The self-contained HTML report: the verdict, leaderboard with bounds, plots, paired statistics, the cell
-benchmark's tables, datasets, embeddings and versions."""
+"""The self-contained HTML report: the verdict, the per-perturbation views, leaderboard with bounds, plots, paired
+statistics, the cell benchmark's tables, datasets, embeddings and versions."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.pseudobulk import Pseudobulk
 from ..registry import select
 from ..response.bounds import ABOVE_CEILING, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
+from .perturbations import perturbation_views
 from .render import label, png, table
 from .verdict import best_references, is_predictor, pair_difference, verdict_section
 
@@ -46,7 +48,8 @@ def _split_plot(metrics: pd.DataFrame, dataset: str, metric: str) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
-td,th{white-space:pre-line}th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}"""
+td,th{white-space:pre-line}th{background:#f0f0f0}h2{border-bottom:1px solid #ccc}.note{color:#555;font-size:13px}
+td.worse{background:#fbe3e3}td.fallback{font-style:italic;color:#777}img{max-width:100%}"""
 
 
 def _comparisons(stats: pd.DataFrame, board: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
@@ -144,13 +147,15 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
 
 def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
                 embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
-                cell_board: pd.DataFrame | None = None) -> str:
-    """One self-contained HTML page: the verdict (verdict.py), leaderboard with bounds, plots, paired statistics, the
+                cell_board: pd.DataFrame | None = None, pseudobulks: dict[str, Pseudobulk] | None = None) -> str:
+    """One self-contained HTML page: the verdict (verdict.py), the per-perturbation views (perturbations.py; skipped
+    with a note without `pseudobulks`, dataset -> Pseudobulk), leaderboard with bounds, plots, paired statistics, the
     cell-embedding tables with their random floor, datasets, embeddings and versions."""
     stats = stats if stats is not None else pd.DataFrame()
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
     parts += verdict_section(board, stats, metrics)
+    parts += perturbation_views(metrics, board, pseudobulks)
     parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
                  "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
                  f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "

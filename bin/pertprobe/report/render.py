@@ -18,8 +18,9 @@ def png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    """An HTML table of `df` (its index is not shown), values escaped."""
+def table(df: pd.DataFrame, floatfmt: str = "{:.4f}", classes: pd.DataFrame | None = None) -> str:
+    """An HTML table of `df` (its index is not shown), values escaped; `classes`, a frame of the same
+    shape, gives each cell's CSS class (empty for none)."""
     def fmt(v: Any) -> str:
         if v is pd.NA:
             return ""
@@ -28,7 +29,10 @@ def table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
         return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    marks = (classes.to_numpy(dtype=object) if classes is not None else np.full(df.shape, "", dtype=object))
+    rows = "".join("<tr>" + "".join(f"<td class='{html.escape(str(c))}'>{fmt(v)}</td>" if c else f"<td>{fmt(v)}</td>"
+                                    for v, c in zip(row, cls, strict=True)) + "</tr>"
+                   for row, cls in zip(df.itertuples(index=False), marks, strict=True))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 

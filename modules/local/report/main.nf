@@ -4,6 +4,7 @@ process REPORT {
     input:
     path(metrics, stageAs: 'metrics/*', arity: '1..*')
     path(summaries, stageAs: 'summaries/*', arity: '1..*')
+    path(pseudobulks, stageAs: 'pseudobulk/*', arity: '1..*')
     path(embeddings, stageAs: 'embeddings/*', arity: '0..*')
     path(gene_tables, stageAs: 'gene_tables/*', arity: '0..*')
     path(cell_metrics, stageAs: 'cell_metrics/*', arity: '0..*')
@@ -14,6 +15,8 @@ process REPORT {
     path "metrics.parquet"      , emit: metrics
     path "statistics.csv"       , emit: statistics
     path "cell_leaderboard.csv" , emit: cell_leaderboard, optional: true
+    path "perturbations.csv"    , emit: perturbations
+    path "knockdown.csv"        , emit: knockdown
     path "report.html"          , emit: html
     path "software_versions.yml", emit: software_versions
     path "versions.yml"         , emit: versions
@@ -25,6 +28,7 @@ process REPORT {
     def args = task.ext.args ?: ''
     def metric_args = metrics.collect { "--metrics ${it}" }.join(' ')
     def summary_args = summaries.collect { "--summary ${it}" }.join(' ')
+    def pseudobulk_args = pseudobulks.collect { "--pseudobulk ${it}" }.join(' ')
     def embedding_args = embeddings.collect { "--embedding ${it}" }.join(' ')
     def gene_table_args = gene_tables.collect { "--gene-table ${it}" }.join(' ')
     def cell_args = cell_metrics.collect { "--cell-metrics ${it}" }.join(' ')
@@ -33,6 +37,7 @@ process REPORT {
     report.py \\
         ${metric_args} \\
         ${summary_args} \\
+        ${pseudobulk_args} \\
         ${embedding_args} \\
         ${gene_table_args} \\
         ${cell_args} \\
@@ -45,7 +50,7 @@ process REPORT {
 
     stub:
     """
-    touch leaderboard.csv metrics.parquet statistics.csv cell_leaderboard.csv report.html
+    touch leaderboard.csv metrics.parquet statistics.csv cell_leaderboard.csv perturbations.csv knockdown.csv report.html
     cp ${versions} software_versions.yml
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """

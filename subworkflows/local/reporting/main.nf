@@ -11,6 +11,7 @@ workflow REPORTING {
     take:
     ch_metrics       // [meta, metrics.parquet]: EVALUATE and CEILING
     ch_summaries     // [meta, summary.json]
+    ch_pseudobulks   // [meta, pseudobulk.parquet]
     ch_embeddings    // [meta, embedder, embedding h5ad]
     ch_gene_tables   // [meta, model, gene_table.parquet]
     ch_cell_metrics  // [meta, [cell_metrics.csv, ...]]
@@ -24,6 +25,7 @@ workflow REPORTING {
     REPORT(
         byName(ch_metrics.map { it[1] }),
         byName(ch_summaries.map { it[1] }),
+        byName(ch_pseudobulks.map { it[1] }),
         byName(ch_embeddings.map { it[2] }),
         byName(ch_gene_tables.map { it[2] }).ifEmpty([]),
         byName(ch_cell_metrics.flatMap { it[1] }),
