@@ -125,6 +125,12 @@ def welch_t(mean_a: np.ndarray, var_a: np.ndarray, n_a: np.ndarray, mean_b: np.n
     return WelchTest(t, p, se, df)
 
 
+def log2_fold_change(mean: np.ndarray, control: np.ndarray, pseudocount: float) -> np.ndarray:
+    """scanpy's log2 fold-change from mean log-normalized values, with a pseudocount in normalized
+    counts: log2((expm1(mean) + c) / (expm1(control) + c))."""
+    return np.log2((np.expm1(mean) + pseudocount) / (np.expm1(control) + pseudocount))
+
+
 def bh_adjust(p: np.ndarray, tested: np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values per row over its tested entries (NaN elsewhere)."""
     out = np.full(p.shape, np.nan)
@@ -160,8 +166,7 @@ def de_statistics(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
     keep = np.flatnonzero(m.groups != reference)
     test = welch_t(m.mean[keep], m.var[keep], m.n[keep, None], m.mean[r], m.var[r], m.n[r])
     tested = (m.detected[keep] >= config.min_fraction) | (m.detected[r] >= config.min_fraction)[None, :]
-    c = config.pseudocount
-    lfc = np.log2((np.expm1(m.mean[keep]) + c) / (np.expm1(m.mean[r]) + c)[None, :])
+    lfc = log2_fold_change(m.mean[keep], m.mean[r][None, :], config.pseudocount)
     frame = functools.partial(pd.DataFrame, index=pd.Index(m.groups[keep], name="perturbation"),
                               columns=pd.Index(genes))
     return DEStatistics(frame(test.t), frame(test.se), frame(m.var[keep] / m.n[keep, None]), frame(test.df),

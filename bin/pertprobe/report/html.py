@@ -129,7 +129,7 @@ def _de_note(summary: dict[str, Any]) -> str:
 
 
 def _cell_section(cell_board: pd.DataFrame) -> list[str]:
-    from .cells import task_tables, task_titles, tasks_not_run
+    from .cells import SEPARATION, inseparable, task_tables, task_titles, tasks_not_run
 
     parts = ["<h2>Cell-embedding benchmark</h2><p class='note'>Each embedding under each alignment (none, "
              "per-batch centring / centre-scaling on control cells, TVN). The first rows of every table are the "
@@ -140,6 +140,12 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
         parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
         for task, reason in tasks_not_run(cell_board, dataset).items():
             parts.append(f"<p class='note'><b>Not run: {html.escape(task_titles()[task])} — {html.escape(reason)}.</b></p>")
+        flat = inseparable(cell_board, dataset)
+        if len(flat):
+            items = "; ".join(f"{r.metric} ({r.task}, {r.alignment}: {r.min:.3g}–{r.max:.3g})" for r in flat.itertuples())
+            parts.append(f"<p class='note'><b>No embedding separates from the others, the random floor included (all "
+                         f"values within {SEPARATION:.0%}): {html.escape(items)}. These metrics cannot rank embeddings "
+                         "on this dataset.</b></p>")
         for task, rows in task_tables(cell_board, dataset).items():
             parts.append(f"<h4>{html.escape(task_titles()[task])}</h4>" + table(rows, "{:.3f}"))
     return parts

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..data.de import GroupMoments, group_moments, welch_t
+from ..data.de import GroupMoments, group_moments, log2_fold_change, welch_t
 from ..data.pseudobulk import group_means
 from .de_agreement import ObservedDE
 from .metrics import PERFECT, SPEARMAN_BROWN, ceiling_methods, directions, perfect_scores, response_metrics
@@ -170,8 +170,7 @@ def _halves_de(moments: GroupMoments, control: GroupMoments, observed: ObservedD
     index = pd.Index(test, name="perturbation")
     tested = observed.tested.loc[index, genes]
     frame = functools.partial(pd.DataFrame, index=index, columns=genes)
-    pc = observed.pseudocount
-    lfc_b = np.log2((np.expm1(moments.mean[b]) + pc) / (np.expm1(control.mean[c]) + pc))
+    lfc_b = log2_fold_change(moments.mean[b], control.mean[c], observed.pseudocount)
     return observed._replace(pval=frame(test_b.p), logfoldchange=frame(lfc_b), tested=tested, se=frame(test_a.se),
                              df=frame(test_a.df), sampling_var=frame(moments.var[b] / moments.n[b, None]),
                              own=observed.own.loc[index, genes])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.de import bh_adjust
+from ..data.de import bh_adjust, log2_fold_change
 from .metrics import NOISE_MATCHED, PERFECT, Profiles, metric
 
 VCC2026 = "Virtual Cell Challenge 2026 (cell-eval2 0.20 `vcc2026`)"
@@ -95,8 +95,7 @@ class AlignedDE(NamedTuple):
 
     def predicted(self, pred: np.ndarray, control: np.ndarray) -> DECalls:
         """The DE calls of a predicted mean profile, with the observed spread (module docstring)."""
-        c = self.pseudocount
-        lfc = np.log2((np.expm1(pred) + c) / (np.expm1(control) + c))
+        lfc = log2_fold_change(pred, control, self.pseudocount)
         diff = pred - control
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.where(self.se > 0, diff / np.where(self.se > 0, self.se, 1.0), 0.0)

@@ -318,3 +318,7 @@ def test_a_metric_no_embedding_separates_is_flagged():
     flagged = inseparable(cell_leaderboard(summary), "d")
     assert flagged["metric"].tolist() == ["silhouette_batch"]
     assert flagged.loc[0, "min"] == pytest.approx(0.989) and flagged.loc[0, "max"] == pytest.approx(0.991)
+    from pertprobe.report.html import render_html
+
+    page = render_html(pd.DataFrame(columns=["dataset"]), pd.DataFrame(), {}, [], "", cell_board=cell_leaderboard(summary))
+    assert "No embedding separates from the others" in page and "silhouette_batch (batch, none" in page
