@@ -62,12 +62,14 @@ def pair_difference(stats: pd.DataFrame, dataset: str, metric: str, a: str, b: s
     return None
 
 
-NOT_COMPARED = {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_corrected": np.nan, "beats": False}
+NOT_COMPARED = {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_corrected": np.nan, "beats": False,
+                "worse": False}
 
 
 def compare(stats: pd.DataFrame, dataset: str, metric: str, a: str, b: str, higher_is_better: bool) -> dict:
     """Whether a beats b: the difference a − b and its 95% bootstrap CI oriented so that positive means
-    a is better, p_corrected, and `beats` (p_corrected < ALPHA and the CI above 0); NaN where the
+    a is better, p_corrected, `beats` (p_corrected < ALPHA and the CI above 0) and `worse` (the
+    same rule with the CI below 0); NaN where the
     pair was not compared."""
     row = pair_difference(stats, dataset, metric, a, b)
     if row is None:
@@ -76,7 +78,7 @@ def compare(stats: pd.DataFrame, dataset: str, metric: str, a: str, b: str, high
     lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
     p = float(row["p_corrected"])
     return {"difference": sign * float(row["mean_difference"]), "ci_low": lo, "ci_high": hi, "p_corrected": p,
-            "beats": bool(p < ALPHA and lo > 0)}
+            "beats": bool(p < ALPHA and lo > 0), "worse": bool(p < ALPHA and hi < 0)}
 
 
 def _primary_rows(board: pd.DataFrame) -> pd.DataFrame:
@@ -182,6 +184,11 @@ def gap_figure(scores: pd.DataFrame) -> str:
     return out
 
 
+def _mark(beats: bool, worse: bool) -> str:
+    """✓ significantly better, ▼ significantly worse, ✗ not shown to differ."""
+    return "✓" if beats else "▼" if worse else "✗"
+
+
 def _test(role: str, r: pd.Series, name: str | None = None) -> str:
     """One line of a verdict cell: the test against the best `role`, called `name` (default `role`)."""
     name = name or role
@@ -189,7 +196,7 @@ def _test(role: str, r: pd.Series, name: str | None = None) -> str:
         return f"no {name}"
     if np.isnan(r[f"{role}_difference"]):
         return f"? {name}: not compared"
-    mark = "✓" if r[f"{role}_beats"] else "✗"
+    mark = _mark(r[f"{role}_beats"], r[f"{role}_worse"])
     return (f"{mark} {name} {r[f'{role}_difference']:+.3f} [{r[f'{role}_ci_low']:+.3f}, {r[f'{role}_ci_high']:+.3f}]"
             f" p={r[f'{role}_p_corrected']:.2g}")
 
@@ -222,7 +229,7 @@ def twin_cells(twins: pd.DataFrame, dataset: str) -> pd.DataFrame:
             return "no random twin"
         if np.isnan(r["difference"]):
             return "? not compared"
-        return (f"{'✓' if r['beats'] else '✗'} {r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        return (f"{_mark(r['beats'], r['worse'])} {r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
                 f" p={r['p_corrected']:.2g}")
 
     sub["cell"] = [cell(r) for _, r in sub.iterrows()]
@@ -237,8 +244,9 @@ EXPLANATION = (
     "✓ means the predictor is better and the evidence is strong: the corrected p-value (Nadeau–Bengio "
     f"resampled t-test over folds × seeds: how surprising the difference would be if there were none) is "
     f"below {ALPHA:g} and the 95% bootstrap confidence interval over perturbations (the range of "
-    "differences compatible with the data) lies entirely above 0. ✗ means it is not shown to be better "
-    "(it may be worse, or the evidence may be too weak). Differences are oriented so that positive is "
+    "differences compatible with the data) lies entirely above 0; ▼ means it is worse by the same rule; "
+    "✗ means neither is shown (the evidence is too weak either way). Differences are oriented so that "
+    "positive is "
     "better whatever the metric's direction. “% of gap” places the score between the best floor (0%) "
     "and the noise ceiling (100%, what the truth itself would score on these noisy cells); it is left "
     "out, with the reason, where the ceiling is not clearly above the floor. The figure shows the same "
@@ -247,20 +255,33 @@ EXPLANATION = (
     "learn from arbitrary vectors.")
 
 
+def headline(verdict: pd.DataFrame, twins: pd.DataFrame, dataset: str) -> list[str]:
+    """One dataset's verdict in three sentences: who beats the best floor, the best shortcut, and
+    which inputs beat their random twin (✓ on some primary metric; the metrics named)."""
+    def who(frame: pd.DataFrame, column: str) -> str:
+        sub = frame[(frame["dataset"] == dataset) & frame[column].astype(bool)] if len(frame) else frame
+        if sub.empty:
+            return "none"
+        named = sub.groupby("predictor", sort=True)["metric"].agg(lambda m: ", ".join(m))
+        return "; ".join(f"{p} ({m})" for p, m in named.items())
+
+    return [f"Beat the best floor: {who(verdict, 'floor_beats')}.",
+            f"Beat the best shortcut probe: {who(verdict, 'shortcut_beats')}.",
+            f"Gene-embedding inputs that beat their random twin: {who(twins, 'beats')}."]
+
+
 def verdict_section(board: pd.DataFrame, stats: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
-    """The verdict's HTML: per dataset the verdict table, the random-twin table and the gap figure,
-    after one explanation of the rule; nothing without primary metrics."""
+    """The verdict's HTML: per dataset the headline, the gap figure and, folded, the verdict and
+    random-twin tables, after one explanation of the rule; nothing without primary metrics."""
     if board.empty or not board["metric"].isin(select("metric", "minimal")).any():
         return []
     verdict, twins = verdict_table(board, stats), random_twins(board, stats)
     scores = gap_scores(board, metrics.groupby("dataset")["split"].nunique().to_dict())
     parts = [f"<h2>Verdict</h2><p class='note'>{html.escape(EXPLANATION)}</p>"]
     for dataset in sorted(board["dataset"].unique()):
-        parts.append(f"<h3>{html.escape(dataset)}</h3>")
-        if not verdict.empty and (verdict["dataset"] == dataset).any():
-            parts.append(table(verdict_cells(verdict, dataset)))
-        if not twins.empty and (twins["dataset"] == dataset).any():
-            parts.append("<h4>Gene-embedding inputs against their random twin</h4>" + table(twin_cells(twins, dataset)))
+        parts.append(f"<h3>{html.escape(dataset)}</h3><ul>"
+                     + "".join(f"<li><b>{html.escape(line)}</b></li>" for line in headline(verdict, twins, dataset))
+                     + "</ul>")
         here = scores[scores["dataset"] == dataset]
         defined = here[here["gap_status"].isin(ROW_STATUSES)]
         undefined = here.loc[~here["gap_status"].isin(ROW_STATUSES), ["metric", "gap_status"]].drop_duplicates()
@@ -270,4 +291,10 @@ def verdict_section(board: pd.DataFrame, stats: pd.DataFrame, metrics: pd.DataFr
         if len(undefined):
             parts.append("<p class='note'>Not in the figure (the floor-to-ceiling gap is undefined): " + html.escape(
                 "; ".join(f"{m} ({s})" for m, s in undefined.itertuples(index=False))) + ".</p>")
+        if not verdict.empty and (verdict["dataset"] == dataset).any():
+            parts.append("<details><summary>Every predictor against the best floor and shortcut, per primary metric"
+                         "</summary>" + table(verdict_cells(verdict, dataset)) + "</details>")
+        if not twins.empty and (twins["dataset"] == dataset).any():
+            parts.append("<details><summary>Gene-embedding inputs against their random twin</summary>"
+                         + table(twin_cells(twins, dataset)) + "</details>")
     return parts

@@ -81,6 +81,7 @@ def test_verdict_decides_by_p_and_ci_oriented_by_direction(inputs):
     assert x["fraction_of_gap"] == pytest.approx(0.25) and x["gap_status"] == "ok"
     y = v.loc[("knn/esm2", "pearson_delta")]
     assert not y["floor_beats"] and not y["shortcut_beats"]
+    assert y["floor_worse"] and not y["shortcut_worse"]  # −0.15 [−0.25, −0.05], p 0.01; the shortcut: p 0.5
     assert y["floor_difference"] == pytest.approx(-0.15) and y["gap_status"] == "below the best floor"
     z = v.loc[("ridge/esm2", "pearson_delta")]
     assert z["floor_beats"] and z["shortcut_beats"] and z["gap_status"] == "above the ceiling"
@@ -154,6 +155,16 @@ def test_a_shortcut_that_is_the_best_floor_is_tested_once():
            "shortcut": "target_only", "fraction_of_gap": np.nan, "gap_status": "no defined value"}
     for role in ("floor", "shortcut"):
         row |= {f"{role}_difference": 0.2, f"{role}_ci_low": 0.1, f"{role}_ci_high": 0.3, f"{role}_p_corrected": 0.01,
-                f"{role}_beats": True}
+                f"{role}_beats": True, f"{role}_worse": False}
     cells = verdict_cells(pd.DataFrame([row]), "d")
     assert cells.iloc[0, 1] == "✓ floor = shortcut +0.200 [+0.100, +0.300] p=0.01\ngap undefined: no defined value"
+
+
+def test_the_headline_names_who_beats_what(inputs):
+    from pertprobe.report.verdict import headline
+
+    board, stats, _ = inputs
+    lines = headline(verdict_table(board, stats), random_twins(board, stats), "d")
+    assert lines[0] == "Beat the best floor: linear/esm2 (pearson_delta, mse, rank_delta); ridge/esm2 (pearson_delta, mse)."
+    assert lines[1] == "Beat the best shortcut probe: ridge/esm2 (pearson_delta)."
+    assert lines[2].startswith("Gene-embedding inputs that beat their random twin: linear/esm2")
