@@ -9,6 +9,7 @@ import html
 import numpy as np
 import pandas as pd
 
+from ..data.de import log2_fold_change
 from ..data.pseudobulk import Pseudobulk
 from ..registry import select
 from ..response.metrics import directions
@@ -204,7 +205,8 @@ def knockdown_table(pb: Pseudobulk) -> pd.DataFrame:
                 on, status = False, f"no rule for {kind}"
             rows.append({"perturbation": p, "target": gene, "control_mean": c, "perturbed_mean": v,
                          "share_remaining": share,
-                         "log2_fold_change": float(np.log2((v + PSEUDOCOUNT) / (c + PSEUDOCOUNT))),
+                         "log2_fold_change": float(log2_fold_change(pb.means.at[p, gene],
+                                                                    pb.control[pb.genes.get_loc(gene)], PSEUDOCOUNT)),
                          "on_target": bool(on), "status": status})
     out = pd.DataFrame(rows, columns=KNOCKDOWN_COLUMNS)
     return out.sort_values(["share_remaining", "perturbation", "target"], na_position="last", ignore_index=True)

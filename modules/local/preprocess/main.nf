@@ -40,7 +40,7 @@ process PREPROCESS {
     printf 'seed,fold,perturbation,split\\n0,0,stub,test\\n' > ${prefix}.splits.csv
     echo '{"stub": true}' > ${prefix}.summary.json
     printf 'perturbation,targets,measured_genes,resolved\\nstub,stub,stub,True\\n' > ${prefix}.label_resolution.csv
-    printf 'perturbation,n_cells,n_tested,n_significant,n_de_genes\nstub,0,0,0,0\n' > ${prefix}.de_counts.csv
+    printf 'perturbation,n_cells,n_tested,n_significant,n_de_genes\\nstub,0,0,0,0\\n' > ${prefix}.de_counts.csv
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """
 }

@@ -153,7 +153,10 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     table = pd.read_csv(tmp_path / "out.pca.cell_metrics.csv")
-    assert set(table["task"]) == {"integrity"}  # no relationships file: recall is skipped, not invented
+    # no relationships file: recall is not invented but reported as not run, with why
+    assert set(table.loc[table["metric"] != "not_run", "task"]) == {"integrity"}
+    skipped = table[table["metric"] == "not_run"]
+    assert list(skipped["task"]) == ["relationships"] and "--known_relationships" in skipped["note"].iloc[0]
     assert set(names("cell_task")) >= set(table["task"])
     # Several embeddings in one process: the same tables as one by one.
     write_h5ad(random(result.adata, n_comps=5, seed=1), tmp_path / "r.h5ad")
