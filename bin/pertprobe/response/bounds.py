@@ -132,25 +132,40 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
             interpolated = a * w + (1 - w) * np.asarray(reference, dtype=np.float64)[None, :]
             draws.append(score(interpolated, b, observed_de).assign(model="interpolated_duplicate"))
     if batches is not None:
-        draws.append(_replicate_duplicate(cells, np.asarray(batches).astype(str), split, score, test))
+        batches = np.asarray(batches).astype(str)
+        ctrl = np.flatnonzero(labels == control_label)
+        controls = group_means(X[ctrl], batches[ctrl])
+        draws.append(_replicate_duplicate(cells, batches, split, score, test, controls, control))
     both = pd.concat(draws, ignore_index=True)
     return both.groupby(["model", "perturbation", "metric"], sort=False)["value"].mean().reset_index()
 
 
 def _replicate_duplicate(cells: dict[str, np.ndarray], batches: np.ndarray, split: Any, score: Any,
-                         test: list[str]) -> pd.DataFrame:
+                         test: list[str], controls: tuple[pd.DataFrame, pd.Series], control: np.ndarray
+                         ) -> pd.DataFrame:
     """The replicate duplicate (model ``replicate_duplicate``): each perturbation measured in two
-    or more batches, its cells in every other batch (sorted by name) against the rest; NaN for the
-    perturbations seen in one batch only. Needs two such perturbations (the rank metrics compare)."""
-    halves = {}
+    or more batches, its cells in every other batch (sorted by name) against the rest, each side
+    centred on the control cells of its own batches (a replicate brings its own controls), so the
+    batch shift is not scored as error; the DE-call metrics are left out (their tests use the
+    pooled control). NaN for perturbations seen in one batch only or without control cells in a
+    side's batches; needs two such perturbations (the rank metrics compare)."""
+    means, counts = controls
+    halves, shifts = {}, {}
     for p in test:
         seen = np.unique(batches[cells[p]])
-        if len(seen) >= 2:
-            first = np.isin(batches[cells[p]], seen[::2])
-            halves[p] = (cells[p][first], cells[p][~first])
+        sides = (seen[::2], seen[1::2])
+        if len(seen) < 2 or any(counts.reindex(s).fillna(0).sum() == 0 for s in sides):
+            continue
+        first = np.isin(batches[cells[p]], sides[0])
+        halves[p] = (cells[p][first], cells[p][~first])
+        shifts[p] = [np.average(means.loc[[b for b in s if counts.get(b, 0)]].to_numpy(), axis=0,
+                                weights=counts.loc[[b for b in s if counts.get(b, 0)]].to_numpy()) - control
+                     for s in sides]
     if len(halves) >= 2:
-        a, b, de = split(halves)
-        scored = score(a, b, de)
+        a, b, _ = split(halves)
+        a = a - np.vstack([shifts[p][0] for p in a.index])
+        b = b - np.vstack([shifts[p][1] for p in b.index])
+        scored = score(a, b, None)
     else:
         scored = pd.DataFrame(columns=["perturbation", "metric", "value"])
     grid = pd.MultiIndex.from_product([test, sorted(set(scored["metric"])) or []], names=["perturbation", "metric"])

@@ -23,7 +23,7 @@ from .gene_embeddings import data_pca, perturbation_vectors
 from .training import Prediction, TrainingData, perturbed_mean, tile
 
 DOCS = "docs/metrics.md#predictors-pertproberesponsepredictors"
-SIMPLE_CONTROLS = "Ahlmann-Eltze, Huber & Anders 2025 ('simple controls' study)"
+SIMPLE_CONTROLS = "'simple controls' study (bioRxiv; pfizer-opensource/perturb_seq)"
 MULTIMODAL = "multimodal perturbation-embedding benchmark (bioRxiv 10.1101/2025.06.26.661186)"
 RIDGE_ALPHAS = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
 
