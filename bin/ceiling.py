@@ -23,11 +23,10 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
     the interpolated duplicate (model 'interpolated_duplicate') of each test perturbation
     (pertprobe.response.bounds)."""
     import anndata as ad
-    from pertprobe.data.de import de_gene_sets, de_weights, interpolation_weights
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
-    from pertprobe.io import read_table, read_table_metadata, write_table
-    from pertprobe.response.de_agreement import ObservedDE, de_settings
+    from pertprobe.io import read_table, write_table
+    from pertprobe.response.de_agreement import read_de_table
     from pertprobe.response.bounds import noise_ceiling
     from pertprobe.response.metrics import METRIC_COLUMNS
     from pertprobe.response.training import centroid
@@ -37,12 +36,11 @@ def main(h5ad_path: str, pseudobulk_path: str, de_path: str, splits_path: str, s
     pb = Pseudobulk.load(pseudobulk_path)
     if not adata.var_names.equals(pb.genes):
         raise click.UsageError(f"{h5ad_path} and {pseudobulk_path} come from different PREPROCESS runs")
-    de_table = read_table(de_path).reset_index()
-    observed_de = ObservedDE.from_table(de_table, pb.targets, **de_settings(read_table_metadata(de_path)))
+    de = read_de_table(de_path, pb.targets)
     table = noise_ceiling(adata.X, adata.obs["perturbation"].to_numpy(), adata.var_names, test, pb.control,
-                          de_gene_sets(de_table), n_draws=n_draws, seed=seed, metrics=metrics,
-                          reference=centroid(pb, train), weights=de_weights(de_table),
-                          alpha=interpolation_weights(de_table), observed_de=observed_de,
+                          de.de_genes, n_draws=n_draws, seed=seed, metrics=metrics,
+                          reference=centroid(pb, train), weights=de.weights,
+                          alpha=de.interpolation, observed_de=de.observed,
                           control_label=pb.control_label, batches=adata.obs["batch"].to_numpy())
     table = table.assign(dataset=dataset, split=f"fold{fold}", seed=seed, embedding="none", fallback=False,
                          n_fit=float("nan"))

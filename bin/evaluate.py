@@ -19,20 +19,17 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
          metrics: list[str], out_path: str) -> None:
     """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
     import pandas as pd
-    from pertprobe.data.de import de_gene_sets, de_weights
     from pertprobe.data.pseudobulk import Pseudobulk
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
-    from pertprobe.response.de_agreement import ObservedDE, de_settings
+    from pertprobe.response.de_agreement import read_de_table
     from pertprobe.response.metrics import METRIC_COLUMNS, response_metrics
     from pertprobe.response.training import centroid
 
     pb = Pseudobulk.load(pseudobulk_path)
-    de_table = read_table(de_path).reset_index() if de_path else None
     de, weights, observed_de = None, None, None
-    if de_table is not None:
-        de, weights = de_gene_sets(de_table), de_weights(de_table)
-        observed_de = ObservedDE.from_table(de_table, pb.targets, **de_settings(read_table_metadata(de_path)))
+    if de_path:
+        de, weights, _, observed_de = read_de_table(de_path, pb.targets)
     splits = read_table(splits_path) if splits_path else None
     centroids = {}  # (seed, fold) -> the perturbed training mean, once per split
     tables = []

@@ -256,12 +256,19 @@ def de_gene_sets(de: pd.DataFrame) -> dict[str, list[str]]:
     return {p: list(g) for p, g in ordered.groupby("perturbation", sort=True)["gene"]}
 
 
-def interpolation_weights(de: pd.DataFrame) -> pd.DataFrame:
-    """Perturbations x genes `1 − adjusted p` (0 for untested genes): the interpolated duplicate's
-    per-gene share of the technical duplicate (Miller et al. 2025), from a `de_table`."""
-    return 1.0 - de.pivot(index="perturbation", columns="gene", values="pval_adj").fillna(1.0)
+def de_wide(de: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every statistic of a `de_table` (those it has) as a perturbations x genes frame, from one pivot."""
+    names = [c for c in DE_COLUMNS[1:] if c in de.columns]
+    wide = de.pivot(index="perturbation", columns="gene", values=names)  # object dtype: mixed columns
+    return {name: wide[name].astype(de[name].dtype) for name in names}
+
+
+def interpolation_weights(pval_adj: pd.DataFrame) -> pd.DataFrame:
+    """`1 − adjusted p` (0 for untested genes): the interpolated duplicate's per-gene share of the
+    technical duplicate (Miller et al. 2025)."""
+    return 1.0 - pval_adj.fillna(1.0)
 
 
 def de_weights(de: pd.DataFrame) -> pd.DataFrame:
     """Perturbations x genes table of Miller weights, from a `de_table`."""
-    return de.pivot(index="perturbation", columns="gene", values="weight")
+    return de_wide(de)["weight"]

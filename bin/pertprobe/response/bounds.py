@@ -108,7 +108,7 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
         de = None if observed_de is None else _halves_de(moments, control_moments, observed_de, names, genes)
         return a, b, de
 
-    draws = []
+    draws, itself = [], None
     for _ in range(n_draws):
         halves = {}
         for p in test:
@@ -120,10 +120,11 @@ def noise_ceiling(X: np.ndarray | sp.spmatrix, labels: np.ndarray, genes: pd.Ind
         method = ceiling["metric"].map(methods).to_numpy()
         by_halves = method == SPEARMAN_BROWN
         ceiling.loc[by_halves, "value"] = spearman_brown_ceiling(duplicate.loc[by_halves, "value"].to_numpy())
-        if observed_de is not None and (method == PERFECT).any():
-            perfect = sorted(set(ceiling["metric"][method == PERFECT]))
-            itself = response_metrics(observed, observed, control, metrics=perfect, observed_de=observed_de)
-            itself = itself.set_index(["perturbation", "metric"])["value"]
+        if (method == PERFECT).any():
+            if itself is None:  # the observation scored against itself: the same in every draw
+                perfect = sorted(set(ceiling["metric"][method == PERFECT]))
+                itself = response_metrics(observed, observed, control, metrics=perfect, observed_de=observed_de)
+                itself = itself.set_index(["perturbation", "metric"])["value"]
             keys = pd.MultiIndex.from_frame(ceiling.loc[method == PERFECT, ["perturbation", "metric"]])
             ceiling.loc[method == PERFECT, "value"] = itself.reindex(keys).to_numpy()
         draws += [ceiling.assign(model="ceiling"), duplicate.assign(model="split_half")]
@@ -188,7 +189,7 @@ def _halves_de(moments: GroupMoments, control: GroupMoments, observed: ObservedD
     lfc_b = log2_fold_change(moments.mean[b], control.mean[c], observed.pseudocount)
     return observed._replace(pval=frame(test_b.p), logfoldchange=frame(lfc_b), tested=tested, se=frame(test_a.se),
                              df=frame(test_a.df), sampling_var=frame(moments.var[b] / moments.n[b, None]),
-                             own=observed.own.loc[index, genes])
+                             own=observed.own.loc[index, genes]).with_adjusted()
 
 
 def _best(group: pd.DataFrame, rows: pd.Series, sign: float) -> pd.Series | None:

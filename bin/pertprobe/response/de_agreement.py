@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.de import bh_adjust, log2_fold_change
+from ..data.de import bh_adjust, de_gene_sets, de_wide, interpolation_weights, log2_fold_change
+from ..io import read_table, read_table_metadata
 from .metrics import NOISE_MATCHED, PERFECT, Profiles, metric
 
 VCC2026 = "Virtual Cell Challenge 2026 (cell-eval2 0.20 `vcc2026`)"
@@ -39,10 +40,11 @@ class DECalls(NamedTuple):
 
 class ObservedDE(NamedTuple):
     """The observed DE table as perturbations x genes frames, with its settings and own targets.
-    Both sides' p-values are BH-adjusted over the evaluated genes (`align`), so the observation
-    itself makes exactly the observed calls."""
+    Both sides' p-values are BH-adjusted over the table's (the evaluated) genes, so the observation
+    itself makes exactly the observed calls (`pval_adj`, by `with_adjusted`)."""
 
     pval: pd.DataFrame
+    pval_adj: pd.DataFrame
     logfoldchange: pd.DataFrame
     tested: pd.DataFrame
     se: pd.DataFrame
@@ -56,21 +58,30 @@ class ObservedDE(NamedTuple):
     def from_table(cls, de: pd.DataFrame, targets: dict[str, list[str]], alpha: float,
                    pseudocount: float) -> ObservedDE:
         """From a PREPROCESS `de_table` (long) and the perturbations' measured targets."""
-        wide = {c: de.pivot(index="perturbation", columns="gene", values=c)
-                for c in ("pval", "logfoldchange", "tested", "se", "df", "sampling_var")}
+        return cls.from_wide(de_wide(de), targets, alpha, pseudocount)
+
+    @classmethod
+    def from_wide(cls, frames: dict[str, pd.DataFrame], targets: dict[str, list[str]], alpha: float,
+                  pseudocount: float) -> ObservedDE:
+        """From `de_wide` frames and the perturbations' measured targets."""
+        wide = {c: frames[c] for c in ("pval", "logfoldchange", "tested", "se", "df", "sampling_var")}
         index, columns = wide["pval"].index, wide["pval"].columns
         own = pd.DataFrame(False, index=index, columns=columns)
         for p in index:
             own.loc[p, [g for g in targets.get(p, []) if g in columns]] = True
-        return cls(**{c: f.astype(bool) if c == "tested" else f for c, f in wide.items()}, own=own, alpha=alpha,
-                   pseudocount=pseudocount)
+        wide["tested"] = wide["tested"].astype(bool)
+        return cls(**wide, pval_adj=wide["pval"], own=own, alpha=alpha, pseudocount=pseudocount).with_adjusted()
+
+    def with_adjusted(self) -> ObservedDE:
+        """The same table with `pval_adj` recomputed from `pval` over its tested genes."""
+        adjusted = bh_adjust(self.pval.to_numpy(), self.tested.to_numpy(dtype=bool))
+        return self._replace(pval_adj=pd.DataFrame(adjusted, index=self.pval.index, columns=self.pval.columns))
 
     def align(self, index: pd.Index, columns: pd.Index) -> AlignedDE:
         """Arrays for these perturbations and genes, in this order."""
         pick = {name: getattr(self, name).loc[index, columns].to_numpy()
-                for name in ("pval", "logfoldchange", "tested", "se", "df", "sampling_var", "own")}
-        tested = pick["tested"].astype(bool)
-        p_adj = bh_adjust(pick["pval"], tested)  # over these genes, as the prediction's calls are
+                for name in ("pval", "pval_adj", "logfoldchange", "tested", "se", "df", "sampling_var", "own")}
+        tested, p_adj = pick["tested"].astype(bool), pick["pval_adj"]
         significant = tested & (np.nan_to_num(p_adj, nan=1.0) < self.alpha)
         real = DECalls(pick["logfoldchange"], pick["pval"], p_adj, significant)
         rank = np.argsort(np.argsort(np.asarray(columns, dtype=str), kind="stable"), kind="stable")
@@ -102,6 +113,23 @@ class AlignedDE(NamedTuple):
         p = np.where(self.se > 0, 2 * stats.t.sf(np.abs(t), self.df), 1.0)
         p_adj = bh_adjust(p, self.tested)
         return DECalls(lfc, p, p_adj, self.tested & (np.nan_to_num(p_adj, nan=1.0) < self.alpha))
+
+
+class DETable(NamedTuple):
+    """A PREPROCESS DE table read once, in the forms the metrics and anchors take."""
+
+    de_genes: dict[str, list[str]]
+    weights: pd.DataFrame  # Miller weights
+    interpolation: pd.DataFrame  # 1 − adjusted p, the interpolated duplicate's share
+    observed: ObservedDE
+
+
+def read_de_table(path: str, targets: dict[str, list[str]]) -> DETable:
+    """Read `PREFIX.de.parquet` and its stored settings; one pivot serves every statistic."""
+    long = read_table(path).reset_index()
+    wide = de_wide(long)
+    return DETable(de_gene_sets(long), wide["weight"], interpolation_weights(wide["pval_adj"]),
+                   ObservedDE.from_wide(wide, targets, **de_settings(read_table_metadata(path))))
 
 
 def de_settings(metadata: dict) -> dict[str, float]:
