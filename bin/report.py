@@ -15,12 +15,14 @@ from pertprobe.cli import command
               help="Foundation-model gene-embedding tables from EXTRACT_GENE_EMBEDDINGS.")
 @click.option("--cell-metrics", "cell_metric_paths", multiple=True,
               help="Cell-embedding benchmark tables from EVAL_CELL_EMBEDDINGS.")
+@click.option("--training", "training_paths", multiple=True,
+              help="Training records (*.training.csv) of the fine-tuned predictors from PREDICT_FINETUNE.")
 @click.option("--software-versions", "versions_path", default=None, help="Collected versions.yml of the run.")
 @click.option("--outdir", default=".", show_default=True, type=click.Path(file_okay=False))
 def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_table_paths, cell_metric_paths,
-         versions_path, outdir) -> None:
+         training_paths, versions_path, outdir) -> None:
     """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv, cell_leaderboard.csv, report.html and, with
-    --pseudobulk, perturbations.csv and knockdown.csv."""
+    --pseudobulk, perturbations.csv and knockdown.csv; with --training, training.csv."""
     import json
     from pathlib import Path
 
@@ -56,6 +58,10 @@ def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_ta
     if cell_metric_paths:
         cell_board = cell_leaderboard(pd.concat([read_table(p).reset_index() for p in sorted(cell_metric_paths)],
                                                 ignore_index=True))
+    training = None
+    if training_paths:
+        training = pd.concat([read_table(p).reset_index() for p in sorted(training_paths)], ignore_index=True)
+        training = training.sort_values(["dataset", "predictor", "variant", "seed", "fold"], ignore_index=True)
     versions = Path(versions_path).read_text() if versions_path else ""
     out = Path(outdir)
     write_table(board.set_index("dataset"), out / "leaderboard.csv")
@@ -63,12 +69,15 @@ def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_ta
     write_table(stats.set_index("dataset"), out / "statistics.csv")
     if cell_board is not None:
         write_table(cell_board.set_index("dataset"), out / "cell_leaderboard.csv")
+    if training is not None:
+        write_table(training.set_index("dataset"), out / "training.csv")
     if pseudobulks:
         scores, knockdown = perturbation_tables(metrics, board, pseudobulks)
         write_table(scores.set_index("dataset"), out / "perturbations.csv")
         write_table(knockdown.set_index("dataset"), out / "knockdown.csv")
     with atomic_path(out / "report.html") as tmp:
-        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board, pseudobulks))
+        tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board, pseudobulks,
+                                   training))
     click.echo(f"{out / 'leaderboard.csv'}: {len(board)} rows; {out / 'report.html'} written")
 
 

@@ -23,6 +23,7 @@ workflow PERTPROBE {
         CELL_EMBEDDING_BENCHMARK.out.embeddings,
         RESPONSE_BENCHMARK.out.gene_tables,
         CELL_EMBEDDING_BENCHMARK.out.metrics,
+        RESPONSE_BENCHMARK.out.training,
         ch_versions.mix(PREPARE_DATASETS.out.versions, CELL_EMBEDDING_BENCHMARK.out.versions,
                         RESPONSE_BENCHMARK.out.versions),
     )

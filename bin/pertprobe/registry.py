@@ -22,6 +22,7 @@ KINDS = {
     "metric": "response metric per test perturbation (EVALUATE, CEILING)",
     "alignment": "alignment of a cell embedding on control cells (EVAL_CELL_EMBEDDINGS)",
     "cell_task": "task of the cell-embedding benchmark (EVAL_CELL_EMBEDDINGS)",
+    "finetune_variant": "weight-loading or architecture control of a fine-tuned predictor (PREDICT_FINETUNE)",
 }
 PROFILES = ("minimal", "paper", "full")
 # Modules whose import registers entries (the implementations, not a list of names).
@@ -31,6 +32,7 @@ IMPLEMENTATIONS = (
     "pertprobe.cells.embedders", "pertprobe.cells.alignment", "pertprobe.cells.benchmark",
     "pertprobe.models.cellplm", "pertprobe.models.esm2", "pertprobe.models.geneformer",
     "pertprobe.models.genept", "pertprobe.models.scgpt", "pertprobe.models.uce",
+    "pertprobe.models.finetune", "pertprobe.models.scgpt_finetune",
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +47,8 @@ class Entry:
     description: str
     source: str  # where the definition comes from (paper, library) — details in `docs`
     docs: str  # the page that defines it
-    profiles: tuple[str, ...] = ("full",)  # named selections that include it (`minimal` ⊂ `paper` ⊂ `full`)
+    profiles: tuple[str, ...] = ("full",)  # named selections that include it (`minimal` ⊂ `paper` ⊂ `full`);
+    # () = chosen by name only (a predictor that needs a user-supplied checkpoint)
     gpu: bool = False  # runs on an accelerator when one is requested (--gpu routes it to a *_GPU process)
     needs_embedding: bool = False  # predictor: trained on a gene embedding of the perturbations
     floor: bool = False  # predictor or cell embedder: a floor every model must beat
@@ -55,6 +58,7 @@ class Entry:
     ceiling_method: str | None = None  # metric: how its noise ceiling is estimated (response/bounds.py)
     needs: tuple[str, ...] = ()  # inputs besides the processed dataset: 'de_genes', 'test_metadata', ...
     checkpoint: bool = False  # foundation model: reads --<name>_model, runs in its own container
+    model: str | None = None  # fine-tuned predictor: the foundation model whose --<model>_model it trains
     side_input: str | None = None  # foundation model: the parameter of its extra file (e.g. 'protein_fasta')
     side_option: str | None = None  # ... and the adapter keyword that receives it
     checkpoint_files: tuple[str, ...] = ()  # foundation model: globs its directory must match ('a|b': either)
@@ -80,18 +84,25 @@ def register(kind: str, name: str, **fields: Any) -> Callable[[F], F]:
         raise ValueError(f"unknown registry kind {kind!r}; choose from {', '.join(KINDS)}")
     profiles = fields.setdefault("profiles", ("full",))
     unknown = sorted(set(profiles) - set(PROFILES))
-    if unknown or "full" not in profiles or ("minimal" in profiles and "paper" not in profiles):
-        raise ValueError(f"{kind} {name}: profiles {profiles} must be nested subsets of {PROFILES} including 'full'")
+    nested = not profiles or ("full" in profiles and ("minimal" not in profiles or "paper" in profiles))
+    if unknown or not nested:
+        raise ValueError(f"{kind} {name}: profiles {profiles} must be nested subsets of {PROFILES} including 'full' "
+                         "(or empty: chosen by name only)")
 
     def decorate(func: F) -> F:
         entry = Entry(kind=kind, name=name, func=func, **fields)
         previous = _ENTRIES.get((kind, name))
-        if previous is not None and previous.func is not None and previous.func.__qualname__ != func.__qualname__:
+        if previous is not None and _qualname(previous.func) != _qualname(func):
             raise ValueError(f"{kind} {name!r} registered twice ({previous.func.__module__}, {func.__module__})")
         _ENTRIES[(kind, name)] = entry
         return func
 
     return decorate
+
+
+def _qualname(obj: object) -> str:
+    """A registered object's identity across re-imports (a function's or class's name, else its repr)."""
+    return getattr(obj, "__qualname__", repr(obj))
 
 
 def _load() -> None:
@@ -100,10 +111,17 @@ def _load() -> None:
 
 
 def entries(kind: str | None = None, **where: Any) -> list[Entry]:
-    """Registered entries (of `kind`, matching every `field=value` of `where`) in registration order."""
+    """Registered entries (of `kind`, matching every `field=value` of `where`) in IMPLEMENTATIONS order."""
     _load()
-    return [e for (k, _), e in _ENTRIES.items()
-            if (kind is None or k == kind) and all(getattr(e, f) == v for f, v in where.items())]
+    chosen = [e for (k, _), e in _ENTRIES.items()
+              if (kind is None or k == kind) and all(getattr(e, f) == v for f, v in where.items())]
+    return sorted(chosen, key=_module_rank)  # stable: registration order within a module
+
+
+def _module_rank(entry: Entry) -> int:
+    """Entries list in IMPLEMENTATIONS order whatever was imported first (others last)."""
+    module = getattr(entry.func, "__module__", None)
+    return IMPLEMENTATIONS.index(module) if module in IMPLEMENTATIONS else len(IMPLEMENTATIONS)
 
 
 def names(kind: str, **where: Any) -> list[str]:

@@ -8,16 +8,17 @@ from .registry import KINDS, PROFILES, as_json, entries
 
 # Per kind, the fields a reader needs besides name, description and profiles (in this order).
 COLUMNS = {
-    "predictor": ("floor", "shortcut", "needs_embedding", "needs", "gpu"),
+    "predictor": ("floor", "shortcut", "needs_embedding", "needs", "model", "gpu"),
     "gene_embedding": ("floor", "checkpoint", "side_input", "container"),
     "cell_embedder": ("floor", "checkpoint", "gpu", "container"),
     "metric": ("higher_is_better", "perfect", "ceiling_method", "needs"),
     "alignment": (),
     "cell_task": ("needs",),
+    "finetune_variant": (),
 }
 PARAMS = {"predictor": "--predictors", "gene_embedding": "--gene_embeddings / --gene_models",
           "cell_embedder": "--cell_embedders", "metric": "--metrics", "alignment": "--cell_alignments",
-          "cell_task": "--cell_tasks"}
+          "cell_task": "--cell_tasks", "finetune_variant": "--finetune_variants"}
 # Pipeline parameters that take registered names: parameter -> (kind, fields the entries must have).
 SCHEMA_PARAMS: dict[str, tuple[str, dict[str, object]]] = {
     "predictors": ("predictor", {}),
@@ -27,6 +28,7 @@ SCHEMA_PARAMS: dict[str, tuple[str, dict[str, object]]] = {
     "metrics": ("metric", {}),
     "cell_alignments": ("alignment", {}),
     "cell_tasks": ("cell_task", {}),
+    "finetune_variants": ("finetune_variant", {}),
 }
 
 

@@ -121,6 +121,16 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     n_splits, n_sources = 2, 2 + len(GENE_MODELS)
     assert (trace["process"] == "PREDICT").sum() == n_splits * (1 + n_sources)
     assert (trace["process"] == "EVALUATE").sum() == n_splits
+    # scGPT fine-tuned as every variant, one task per split x variant, scored and reported like any predictor.
+    variants = names("finetune_variant")
+    assert (trace["process"] == "PREDICT_FINETUNE").sum() == n_splits * len(variants) == 14
+    assert set(board.loc[board["model"] == "scgpt_finetune", "embedding"]) == set(variants)
+    training = pd.read_csv(results / "training.csv")
+    assert len(training) == n_splits * len(variants) and set(training["variant"]) == set(variants)
+    assert training.groupby("fold")["batch_digest"].nunique().eq(1).all()  # the same data for every variant
+    assert (training.loc[training["variant"] == "lora", "n_trainable"] < training["n_parameters"].max()).all()
+    assert (training.loc[training["variant"].isin(["no_pretraining", "simple_affine", "mlp"]), "n_tensors_loaded"] == 0).all()
+    assert "Fine-tuned foundation models" in html and "scgpt_finetune/no_pretraining" in html
     metrics = pd.read_parquet(results / "metrics.parquet")
     assert metrics.groupby(["split", "seed"])[["model", "embedding"]].nunique().eq(
         metrics[["model", "embedding"]].nunique()).all().all()
@@ -159,7 +169,8 @@ def test_stub_run_of_whole_pipeline(tmp_path):
     trace = read_trace(tmp_path / "trace.txt")
     assert set(trace["status"]) == {"COMPLETED"}
     assert set(trace["process"]) == {"VALIDATE_SAMPLESHEET", "VALIDATE_SIDE_INPUTS", "VALIDATE_INPUT", "PREPROCESS", "EMBED_CELLS", "EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS",
-                         "EMBED_GENES", "PREDICT", "EVALUATE", "CEILING", "EVAL_CELL_EMBEDDINGS", "REPORT"}
+                         "EMBED_GENES", "PREDICT", "PREDICT_FINETUNE", "EVALUATE", "CEILING", "EVAL_CELL_EMBEDDINGS",
+                         "REPORT"}
     assert (tmp_path / "results" / "report.html").exists()
 
 
@@ -298,8 +309,8 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     trace = read_trace(tmp_path / "t.txt")
     gpu = trace.loc[trace["process"] == "PREDICT_GPU", "tag"]
     cpu = trace.loc[trace["process"] == "PREDICT", "tag"]
-    torch = names("predictor", gpu=True)
-    assert set(torch) == {"latent_additive", "decoder_only"}
+    torch = [n for n in names("predictor", gpu=True) if n not in names("predictor", needs=("cells",))]
+    assert set(torch) == {"latent_additive", "decoder_only"}  # fine-tuned predictors have their own process
     # the stub writes one split: the torch predictors on each of {data_pca, random, 4 foundation-model tables}
     assert len(gpu) == 1 * (2 + len(GENE_MODELS))
     assert all(t.endswith(": latent_additive,decoder_only") for t in gpu)
@@ -311,8 +322,22 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     # Foundation models always run under process_gpu; the gpu profile gives them the accelerator.
     models = trace.loc[trace["process"].isin(["EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS"]), "tag"]
     assert sorted(models) == sorted([f"sim_crispri {m}" for m in (*CELL_MODELS, *GENE_MODELS)])
+    finetune = trace.loc[trace["process"] == "PREDICT_FINETUNE", "tag"]
+    assert sorted(finetune) == sorted(f"sim_crispri scgpt_finetune/{v} seed0 fold0" for v in names("finetune_variant"))
     # EVALUATE waits for every prediction of its split, CPU and GPU alike.
     assert (trace["process"] == "EVALUATE").sum() == 1
+
+
+def test_fine_tuning_checks_its_checkpoint_and_variants_before_running(tmp_path):
+    result = nextflow(tmp_path, "-profile", "test", "--outdir", "results", "--scgpt_model", "", "--cell_embedders",
+                      "pca", "--gene_models", "esm2", "-stub-run", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "'scgpt_finetune' needs --scgpt_model" in out and "Submitted process" not in out
+    result = nextflow(tmp_path, "-profile", "test", "--outdir", "results", "--finetune_variants", "full,half",
+                      "-stub-run", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "--finetune_variants: unknown half" in out and "no_pretraining" in out
+    assert "Submitted process" not in out
 
 
 def test_foundation_model_without_checkpoint_fails_before_running(tmp_path):

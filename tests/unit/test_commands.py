@@ -14,7 +14,7 @@ from ..conftest import BIN
 
 COMMANDS = ["simulate.py", "validate_samplesheet.py", "validate_input.py", "preprocess.py", "embed_cells.py", "embed_genes.py", "predict.py",
             "evaluate.py", "ceiling.py", "eval_cell_embeddings.py", "report.py", "extract_gene_embeddings.py", "registry.py",
-            "validate_side_inputs.py", "apply_label_map.py"]
+            "validate_side_inputs.py", "apply_label_map.py", "predict_finetune.py"]
 
 
 def test_every_command_is_listed_and_executable():

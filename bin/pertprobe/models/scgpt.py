@@ -80,8 +80,8 @@ def read_vocab(checkpoint: Path, config: dict[str, Any]) -> dict[str, int]:
     return vocab
 
 
-def build_encoder(config: dict[str, Any], n_tokens: int, padding_idx: int) -> torch.nn.Module:
-    """GeneEncoder + ContinuousValueEncoder + nn.TransformerEncoder with upstream's parameter names."""
+def input_encoders(config: dict[str, Any], n_tokens: int, padding_idx: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Upstream's GeneEncoder (token embedding + LayerNorm) and ContinuousValueEncoder, with its names."""
     import torch
     from torch import nn
 
@@ -105,10 +105,20 @@ def build_encoder(config: dict[str, Any], n_tokens: int, padding_idx: int) -> to
             x = torch.clamp(values.unsqueeze(-1), max=MAX_VALUE)
             return self.norm(self.linear2(torch.relu(self.linear1(x))))
 
+    return GeneEncoder(), ContinuousValueEncoder()
+
+
+def build_encoder(config: dict[str, Any], n_tokens: int, padding_idx: int) -> torch.nn.Module:
+    """GeneEncoder + ContinuousValueEncoder + nn.TransformerEncoder with upstream's parameter names."""
+    import torch
+    from torch import nn
+
+    d = config["embsize"]
+
     class Encoder(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder, self.value_encoder = GeneEncoder(), ContinuousValueEncoder()
+            self.encoder, self.value_encoder = input_encoders(config, n_tokens, padding_idx)
             layer = nn.TransformerEncoderLayer(d, config["nheads"], config["d_hid"], dropout=0.0, batch_first=True,
                                                norm_first=config["pre_norm"])
             self.transformer_encoder = nn.TransformerEncoder(layer, config["nlayers"], enable_nested_tensor=False)

@@ -14,6 +14,7 @@ from ..registry import select
 from ..response.bounds import ABOVE_CEILING, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
+from .finetune import finetune_section
 from .perturbations import perturbation_views
 from .render import label, png, table
 from .verdict import best_references, is_predictor, pair_difference, verdict_section
@@ -153,10 +154,12 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
 
 def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
                 embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
-                cell_board: pd.DataFrame | None = None, pseudobulks: dict[str, Pseudobulk] | None = None) -> str:
+                cell_board: pd.DataFrame | None = None, pseudobulks: dict[str, Pseudobulk] | None = None,
+                training: pd.DataFrame | None = None) -> str:
     """One self-contained HTML page: the verdict (verdict.py), the per-perturbation views (perturbations.py; skipped
     with a note without `pseudobulks`, dataset -> Pseudobulk), leaderboard with bounds, plots, paired statistics, the
-    cell-embedding tables with their random floor, datasets, embeddings and versions."""
+    fine-tuned variants side by side (finetune.py; with `training`, the runs' training records), the cell-embedding
+    tables with their random floor, datasets, embeddings and versions."""
     stats = stats if stats is not None else pd.DataFrame()
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
@@ -206,6 +209,7 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                                  "t-test over splits overstates the evidence); the 95% bootstrap CI resamples "
                                  "perturbations, the same unit as p_perturbation, so the two agree. All pairs: "
                                  "statistics.csv.</p>" + table(comp))
+    parts += finetune_section(board, training, stats)
     if cell_board is not None and not cell_board.empty:
         parts += _cell_section(cell_board)
     if embeddings:

@@ -302,6 +302,8 @@ def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedd
             by_batch: pd.DataFrame | None = None, seed: int = 0, **params: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predicted pseudobulk (test perturbations x genes) of predictor `name` trained on `train`."""
     entry = get("predictor", name)
+    if "cells" in entry.needs:
+        raise ValueError(f"predictor {name!r} is fine-tuned on cells: run it with predict_finetune.py (PREDICT_FINETUNE)")
     if entry.needs_embedding != (embedding is not None):
         raise ValueError(f"predictor {name!r} {'needs' if entry.needs_embedding else 'takes no'} gene embedding")
     overlap = sorted(set(train) & set(test))

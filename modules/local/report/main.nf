@@ -8,6 +8,7 @@ process REPORT {
     path(embeddings, stageAs: 'embeddings/*', arity: '0..*')
     path(gene_tables, stageAs: 'gene_tables/*', arity: '0..*')
     path(cell_metrics, stageAs: 'cell_metrics/*', arity: '0..*')
+    path(training, stageAs: 'training/*', arity: '0..*')
     path(versions)
 
     output:
@@ -15,6 +16,7 @@ process REPORT {
     path "metrics.parquet"      , emit: metrics
     path "statistics.csv"       , emit: statistics
     path "cell_leaderboard.csv" , emit: cell_leaderboard, optional: true
+    path "training.csv"         , emit: training, optional: true
     path "perturbations.csv"    , emit: perturbations
     path "knockdown.csv"        , emit: knockdown
     path "report.html"          , emit: html
@@ -32,6 +34,7 @@ process REPORT {
     def embedding_args = embeddings.collect { "--embedding ${it}" }.join(' ')
     def gene_table_args = gene_tables.collect { "--gene-table ${it}" }.join(' ')
     def cell_args = cell_metrics.collect { "--cell-metrics ${it}" }.join(' ')
+    def training_args = training.collect { "--training ${it}" }.join(' ')
     """
     cp ${versions} software_versions.yml
     report.py \\
@@ -41,6 +44,7 @@ process REPORT {
         ${embedding_args} \\
         ${gene_table_args} \\
         ${cell_args} \\
+        ${training_args} \\
         --software-versions software_versions.yml \\
         --outdir . \\
         --versions-yml versions.yml \\
@@ -50,7 +54,7 @@ process REPORT {
 
     stub:
     """
-    touch leaderboard.csv metrics.parquet statistics.csv cell_leaderboard.csv perturbations.csv knockdown.csv report.html
+    touch leaderboard.csv metrics.parquet statistics.csv cell_leaderboard.csv training.csv perturbations.csv knockdown.csv report.html
     cp ${versions} software_versions.yml
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """

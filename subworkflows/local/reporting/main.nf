@@ -15,6 +15,7 @@ workflow REPORTING {
     ch_embeddings    // [meta, embedder, embedding h5ad]
     ch_gene_tables   // [meta, model, gene_table.parquet]
     ch_cell_metrics  // [meta, [cell_metrics.csv, ...]]
+    ch_training      // [meta, training.csv]: PREDICT_FINETUNE
     ch_versions      // versions.yml of every task
 
     main:
@@ -29,6 +30,7 @@ workflow REPORTING {
         byName(ch_embeddings.map { it[2] }),
         byName(ch_gene_tables.map { it[2] }).ifEmpty([]),
         byName(ch_cell_metrics.flatMap { it[1] }),
+        byName(ch_training.map { it[1] }).ifEmpty([]),
         ch_collated,
     )
 

@@ -8,7 +8,8 @@ include { PREDICT                 } from '../../../modules/local/predict/main'
 include { PREDICT as PREDICT_GPU  } from '../../../modules/local/predict/main'
 include { EVALUATE                } from '../../../modules/local/evaluate/main'
 include { CEILING                 } from '../../../modules/local/ceiling/main'
-include { builtinGeneEmbeddings; csvList; geneModelInputs; onGpu; optionalFile; predictors; registryEntry } from '../utils_pertprobe_pipeline/main'
+include { PREDICT_FINETUNE        } from '../../../modules/local/predict_finetune/main'
+include { builtinGeneEmbeddings; checkpoints; csvList; finetunePredictors; finetuneVariants; geneModelInputs; onGpu; optionalFile; predictors; registryEntry } from '../utils_pertprobe_pipeline/main'
 
 workflow RESPONSE_BENCHMARK {
     take:
@@ -39,13 +40,15 @@ workflow RESPONSE_BENCHMARK {
     )
 
     // One PREDICT task per split x gene embedding (or none) x device, running every predictor of that group.
-    def chosen = predictors()
+    def finetune = finetunePredictors()
+    def chosen = predictors() - finetune
     def needsEmbedding = { name -> registryEntry('predictor', name).needs_embedding }
     def floors = chosen.findAll { !needsEmbedding(it) }
     def groups = [chosen.findAll { needsEmbedding(it) && !onGpu('predictor', it) },
                   chosen.findAll { needsEmbedding(it) && onGpu('predictor', it) }].findAll { it }
     def nSources = builtins.size() + tables.size() + geneInputs.size()
-    def tasksPerSplit = (floors ? 1 : 0) + nSources * groups.size()
+    def variants = finetune ? finetuneVariants() : []
+    def tasksPerSplit = (floors ? 1 : 0) + nSources * groups.size() + finetune.size() * variants.size()
 
     ch_split_inputs = ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold ->
         [[meta, seed, fold], pb, by_batch, splits] }
@@ -61,8 +64,16 @@ workflow RESPONSE_BENCHMARK {
     PREDICT(ch_predict.cpu)
     PREDICT_GPU(ch_predict.gpu)
 
+    // Fine-tuned foundation models: one task per split x predictor x variant (process_gpu).
+    PREDICT_FINETUNE(
+        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, splits, seed, fold] }
+            .combine(Channel.fromList(checkpoints(finetune, '--predictors', 'predictor')))
+            .combine(Channel.fromList(variants)),
+        optionalFile(params.gene_id_map),
+    )
+
     // Every prediction of a split, gathered as soon as the split's last PREDICT task is done.
-    ch_evaluate = PREDICT.out.prediction.mix(PREDICT_GPU.out.prediction)
+    ch_evaluate = PREDICT.out.prediction.mix(PREDICT_GPU.out.prediction, PREDICT_FINETUNE.out.prediction)
         .map { meta, seed, fold, files -> [groupKey([meta, seed, fold], tasksPerSplit), files] }
         .groupTuple()
         .map { key, files -> key.getGroupTarget() + [files.flatten().sort { it.name }] }
@@ -73,8 +84,9 @@ workflow RESPONSE_BENCHMARK {
 
     emit:
     metrics     = EVALUATE.out.metrics.mix(CEILING.out.metrics)  // [meta, metrics.parquet]
+    training    = PREDICT_FINETUNE.out.training                  // [meta, training.csv]
     gene_tables = EXTRACT_GENE_EMBEDDINGS.out.table              // [meta, model, gene_table.parquet]
     versions    = EXTRACT_GENE_EMBEDDINGS.out.versions.mix(EMBED_GENES.out.versions, PREDICT.out.versions,
                                                             PREDICT_GPU.out.versions, EVALUATE.out.versions,
-                                                            CEILING.out.versions)
+                                                            CEILING.out.versions, PREDICT_FINETUNE.out.versions)
 }

@@ -62,6 +62,15 @@ def predictors() {
     return selectNames('--predictors', 'predictor', params.predictors)
 }
 
+// Predictors trained on cells from a foundation model's checkpoint (registry: needs 'cells').
+def finetunePredictors() {
+    return predictors().findAll { 'cells' in registryEntry('predictor', it).needs }
+}
+
+def finetuneVariants() {
+    return selectNames('--finetune_variants', 'finetune_variant', params.finetune_variants)
+}
+
 def geneModels() {
     return selectNames('--gene_models', 'gene_embedding', params.gene_models, [checkpoint: true])
 }
@@ -85,14 +94,15 @@ def optionalFile(value) {
  * without the files the registry lists for the model (checkpoint_files), is an error before any task.
  */
 def checkpoints(List models, String what, String kind) {
-    return models.collect { model ->
+    return models.collect { name ->
+        def model = registryEntry(kind, name).model ?: name  // a fine-tuned predictor reads its model's checkpoint
         def dir = params["${model}_model"]
         if (!dir || dir instanceof Boolean) {  // `--x_model` given without a value arrives as true
-            error("${what} '${model}' needs --${model}_model: a local or object-store directory with the model's " +
-                  "released files (see docs/models/${model}.md). Fix: pass it, or remove '${model}'")
+            error("${what} '${name}' needs --${model}_model: a local or object-store directory with the model's " +
+                  "released files (see docs/models/${model}.md). Fix: pass it, or remove '${name}'")
         }
         def directory = file(dir, checkIfExists: true)
-        def missing = registryEntry(kind, model).checkpoint_files.findAll { pattern ->
+        def missing = registryEntry(kind, name).checkpoint_files.findAll { pattern ->
             !pattern.tokenize('|').any { alt -> files("${directory}/${alt}").any { it.exists() } }
         }
         if (missing) {
@@ -100,7 +110,7 @@ def checkpoints(List models, String what, String kind) {
                   "checkpoint. Fix: point --${model}_model at the folder holding the model's released files " +
                   "(docs/models/${model}.md)")
         }
-        [model, directory]
+        [name, directory]
     }
 }
 
@@ -133,6 +143,8 @@ workflow PIPELINE_INITIALISATION {
     selectNames('--cell_alignments', 'alignment', params.cell_alignments)
     selectNames('--cell_tasks', 'cell_task', params.cell_tasks)
     checkpoints(cellEmbedders().findAll { registryEntry('cell_embedder', it).checkpoint }, '--cell_embedders', 'cell_embedder')
+    checkpoints(finetunePredictors(), '--predictors', 'predictor')
+    finetuneVariants()
     def sides = geneModelInputs().findAll { it[2] }
 
     VALIDATE_SAMPLESHEET(file(input, checkIfExists: true), file("${projectDir}/assets/schema_input.json"), input)

@@ -191,3 +191,38 @@ def test_bundled_tiny_checkpoints_match_their_generator(tmp_path):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert checkpoint_contents(tmp_path / "m") == checkpoint_contents(TEST_DATA / "models")
+
+
+def test_predict_finetune_writes_stable_predictions_that_evaluate_scores(workdir, small_sim):
+    """predict_finetune.py twice: the same prediction bytes (timings only in training.csv), scored by
+    evaluate.py like any prediction; a bad variant is refused with the choices."""
+    from pertprobe.io import read_table, read_table_metadata
+    from pertprobe.testing.scgpt import write_tiny_checkpoint
+
+    genes = dataset_gene_ids(ad.read_h5ad(workdir / "d.processed.h5ad", backed="r").var, "symbol")
+    write_tiny_checkpoint(workdir / "scgpt", genes, seed=0)
+    args = ["--h5ad", "d.processed.h5ad", "--pseudobulk", "d.pseudobulk.parquet", "--splits", "d.splits.csv",
+            "--seed", "0", "--fold", "1", "--predictor", "scgpt_finetune", "--variant", "no_transformer",
+            "--checkpoint", "scgpt", "--dataset", "d", "--epochs", "2", "--max-steps", "3", "--batch-size", "8",
+            "--pool-size", "8", "--max-cells-per-perturbation", "8"]
+    stem = "d.scgpt_finetune.no_transformer.seed0.fold1"
+    outputs = []
+    for out in ("a", "b"):
+        result = run(BIN / "predict_finetune.py", *args, "--out-dir", out, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        outputs.append((workdir / out / f"{stem}.prediction.parquet").read_bytes())
+    assert outputs[0] == outputs[1]
+    meta = read_table_metadata(workdir / "a" / f"{stem}.prediction.parquet")
+    assert meta["model"] == "scgpt_finetune" and meta["embedding"] == "no_transformer"
+    assert meta["info"]["loaded_groups"] == "input_encoder" and meta["info"]["steps"] == 3
+    record = read_table(workdir / "a" / f"{stem}.training.csv")
+    assert record["variant"].tolist() == ["no_transformer"] and record["n_tensors_loaded"].item() > 0
+    result = run(BIN / "evaluate.py", "--prediction", f"a/{stem}.prediction.parquet", "--pseudobulk",
+                 "d.pseudobulk.parquet", "--de", "d.de.parquet", "--splits", "d.splits.csv", "--metrics", "minimal",
+                 "--out", "m.parquet", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    scored = read_table(workdir / "m.parquet")
+    assert set(scored["embedding"]) == {"no_transformer"} and scored["value"].notna().any()
+    at = args.index("--variant")
+    bad = run(BIN / "predict_finetune.py", *args[:at], "--variant", "half", *args[at + 2:], cwd=workdir)
+    assert bad.returncode != 0 and "'half' is not one of" in bad.stderr and "no_pretraining" in bad.stderr
