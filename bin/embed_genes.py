@@ -2,7 +2,7 @@
 """Write a gene (perturbation) embedding table for one split."""
 
 import click
-from pertprobe.cli import command
+from pertprobe.cli import command, split_options
 
 
 @command("embed_genes.py", packages=["numpy", "pandas", "pyarrow", "scikit-learn"])
@@ -10,12 +10,11 @@ from pertprobe.cli import command
               help="A built-in source (data_pca, random; docs/registry.md) or the path of a gene-embedding table.")
 @click.option("--pseudobulk", "pseudobulk_path", required=True, help="PREFIX.pseudobulk.parquet from PREPROCESS.")
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
-@click.option("--seed", required=True, type=int, help="Split seed (also seeds random and PCA).")
-@click.option("--fold", required=True, type=int, help="Test fold: data_pca is fitted on the other folds only.")
+@split_options
 @click.option("--n-dims", default=10, show_default=True, type=click.IntRange(min=1), help="Dimensions (data_pca, random).")
 @click.option("--name", default=None, help="Name recorded for an external table (default: file stem).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Output .parquet.")
-def main(source: str, pseudobulk_path: str, splits_path: str, seed: int, fold: int, n_dims: int, name: str | None,
+def main(source: str, pseudobulk_path: str, splits_path: str, split, n_dims: int, name: str | None,
          out_path: str) -> None:
     """Data-derived PCA (training perturbations of the split only), seeded random, or an external table."""
     from pathlib import Path
@@ -28,14 +27,14 @@ def main(source: str, pseudobulk_path: str, splits_path: str, seed: int, fold: i
     from pertprobe.response.gene_embeddings import read_embedding, write_embedding
 
     pb = Pseudobulk.load(pseudobulk_path)
-    train, _ = split_sets(read_table(splits_path), seed, fold, splits_path)
+    train, _ = split_sets(read_table(splits_path), split, splits_path)
     entry = registered("gene_embedding", source) if source in names("gene_embedding", checkpoint=False) else None
     if entry is not None:
-        table, label = entry.func(pb.means.loc[train], pb.targets, n_dims, seed), source
+        table, label = entry.func(pb.means.loc[train], pb.targets, n_dims, split.seed), source
     else:
         table, label = read_embedding(source), name or Path(source).name.split(".")[0]
     covered = sum(any(t in table.index for t in pb.targets.get(p, []) + p.split("+")) for p in pb.perturbations)
-    write_embedding(table, out_path, {"source": label, "seed": seed, "split": f"fold{fold}",
+    write_embedding(table, out_path, {"source": label, **split.labels,
                                       "fitted_on": "training perturbations" if entry and "training_pseudobulk" in entry.needs else "none",
                                       "n_dims": table.shape[1], "perturbations_covered": covered})
     click.echo(f"{out_path}: {label}, {table.shape[0]} genes x {table.shape[1]} dims, "

@@ -17,10 +17,10 @@ from pertprobe.cli import command, registry_names
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metric table (.parquet/.csv).")
 def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str | None, splits_path: str | None,
          metrics: list[str], out_path: str) -> None:
-    """Write the long metric table: dataset, split, seed, model, embedding, perturbation, metric, value."""
+    """Write the long metric table: dataset, task, split, seed, model, embedding, perturbation, metric, value."""
     import pandas as pd
     from pertprobe.data.pseudobulk import Pseudobulk
-    from pertprobe.data.splits import split_sets
+    from pertprobe.data.splits import SplitKey, split_sets
     from pertprobe.io import read_table, read_table_metadata, write_table
     from pertprobe.response.de_agreement import read_de_table
     from pertprobe.response.metrics import METRIC_COLUMNS, response_metrics
@@ -31,7 +31,7 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
     if de_path:
         de, weights, _, observed_de = read_de_table(de_path, pb.targets)
     splits = read_table(splits_path) if splits_path else None
-    centroids = {}  # (seed, fold) -> the perturbed training mean, once per split
+    centroids = {}  # SplitKey -> the perturbed training mean, once per split
     tables = []
     for prediction_path in sorted(prediction_paths):
         pred = read_table(prediction_path)
@@ -42,13 +42,13 @@ def main(prediction_paths: tuple[str, ...], pseudobulk_path: str, de_path: str |
                                    f"(unknown perturbations: {missing[:5]}); predict from the same PREPROCESS output")
         reference = None
         if splits is not None:
-            key = (int(meta["seed"]), int(str(meta["split"]).removeprefix("fold")))
+            key = SplitKey.from_labels(meta)
             if key not in centroids:
-                centroids[key] = centroid(pb, split_sets(splits, *key, splits_path)[0])
+                centroids[key] = centroid(pb, split_sets(splits, key, splits_path)[0])
             reference = centroids[key]
         table = response_metrics(pred, pb.means.loc[pred.index], pb.control, de, metrics=metrics, reference=reference,
                                  weights=weights, observed_de=observed_de)
-        for key in ("dataset", "split", "seed", "model", "embedding"):
+        for key in ("dataset", "task", "split", "seed", "model", "embedding"):
             table[key] = meta[key]
         info = meta.get("info", {})
         table["fallback"] = table["perturbation"].isin(info.get("fallback", []))

@@ -3,7 +3,7 @@
 perturbations and predict its test perturbations' pseudobulk from control cells."""
 
 import click
-from pertprobe.cli import command, dataset_options, registry_name
+from pertprobe.cli import command, dataset_options, registry_name, split_options
 
 
 @command("predict_finetune.py", packages=["numpy", "pandas", "pyarrow", "anndata", "torch", "peft"])
@@ -11,8 +11,7 @@ from pertprobe.cli import command, dataset_options, registry_name
 @click.option("--pseudobulk", "pseudobulk_path", required=True,
               help="PREFIX.pseudobulk.parquet from PREPROCESS (targets, control label).")
 @click.option("--splits", "splits_path", required=True, help="PREFIX.splits.csv from PREPROCESS.")
-@click.option("--seed", required=True, type=int, help="Split seed (also seeds the model and every data draw).")
-@click.option("--fold", required=True, type=int, help="Test fold.")
+@split_options
 @click.option("--predictor", required=True, callback=registry_name("predictor", needs=("cells",)),
               help="A fine-tuned predictor (docs/registry.md), e.g. scgpt_finetune.")
 @click.option("--variant", required=True, callback=registry_name("finetune_variant"),
@@ -54,9 +53,9 @@ from pertprobe.cli import command, dataset_options, registry_name
 @click.option("--min-gene-coverage", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Fail when the model's vocabulary covers a smaller fraction of the dataset's genes.")
 @click.option("--out-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for DATASET.PREDICTOR.VARIANT.seedS.foldF.{prediction.parquet,training.csv}.")
+              help="Folder for DATASET.PREDICTOR.VARIANT.TASK.seedS.foldF.{prediction.parquet,training.csv}.")
 @dataset_options
-def main(h5ad_path: str, pseudobulk_path: str, splits_path: str, seed: int, fold: int, predictor: str, variant: str,
+def main(h5ad_path: str, pseudobulk_path: str, splits_path: str, split, predictor: str, variant: str,
          checkpoint: str, gene_id_map: str | None, dataset: str, out_dir: str, device: str, min_gene_coverage: float,
          spec, **hyper) -> None:
     """Write the variant's test predictions (prediction.parquet) and its training record (training.csv)."""
@@ -72,7 +71,7 @@ def main(h5ad_path: str, pseudobulk_path: str, splits_path: str, seed: int, fold
     from pertprobe.registry import get
 
     config = FinetuneConfig(device=device, **hyper)
-    train, test = split_sets(read_table(splits_path), seed, fold, splits_path)
+    train, test = split_sets(read_table(splits_path), split, splits_path)
     pseudobulk = Pseudobulk.load(pseudobulk_path)
     cells = read_cells(h5ad_path, pseudobulk)
     import anndata as ad
@@ -80,21 +79,21 @@ def main(h5ad_path: str, pseudobulk_path: str, splits_path: str, seed: int, fold
     var = ad.read_h5ad(h5ad_path, backed="r").var
     genes = dataset_gene_ids(var, spec.gene_id_type, GeneIdMap.from_table(gene_id_map) if gene_id_map else None)
     adapter = get("predictor", predictor).func(checkpoint, genes, min_gene_coverage)
-    result = finetune(adapter, variant_spec(variant), cells, train, test, config, seed, fold,
+    result = finetune(adapter, variant_spec(variant), cells, train, test, config, split.seed, split.fold,
                       on_epoch=lambda row: click.echo(
                           f"epoch {row['epoch']}: train MSE {row['train_mse']:.5g}, validation Pearson "
                           f"{row['val_pearson']:.4f}, {row['cells_per_second']:.1f} cells/s"))
-    stem = Path(out_dir) / f"{dataset}.{predictor}.{variant}.seed{seed}.fold{fold}"
+    stem = Path(out_dir) / f"{dataset}.{predictor}.{variant}.{split.stem}"
     frame = pd.DataFrame(result.profiles, index=pd.Index(test, name="perturbation"), columns=pseudobulk.genes)
     info = {**result.info, "fallback": result.info["unflagged"]}
     write_table(frame, f"{stem}.prediction.parquet",
-                metadata={"dataset": dataset, "seed": seed, "split": f"fold{fold}", "model": predictor,
+                metadata={"dataset": dataset, **split.labels, "model": predictor,
                           "embedding": variant, "n_train": len(train), "n_test": len(test), "info": info,
                           "params": info["config"]})
-    record = pd.DataFrame([{"dataset": dataset, "predictor": predictor, **result.record}]).set_index("dataset")
+    record = pd.DataFrame([{"dataset": dataset, "task": split.task, "predictor": predictor, **result.record}]).set_index("dataset")
     write_table(record, f"{stem}.training.csv")
     click.echo(f"{stem}.prediction.parquet: {len(test)} test perturbations predicted by {predictor}/{variant} "
-               f"(seed {seed}, fold {fold}; {result.record['n_trainable']:,} of {result.record['n_parameters']:,} "
+               f"({split}; {result.record['n_trainable']:,} of {result.record['n_parameters']:,} "
                f"parameters trained, {result.record['n_tensors_loaded']} tensors loaded, "
                f"{result.record['seconds_total']:.1f} s)")
 

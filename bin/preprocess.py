@@ -2,14 +2,16 @@
 """Preprocess one dataset: QC, normalization, gene selection, pseudobulk, DE genes, splits."""
 
 import click
-from pertprobe.cli import command, dataset_options, int_list
+from pertprobe.cli import auto_or_count, command, dataset_options, int_list, registry_names
 
 
 @command("preprocess.py", packages=["anndata", "scanpy", "numpy", "pandas", "scipy", "pyarrow"])
 @click.option("--h5ad", "h5ad_path", required=True,
               help="Input dataset (.h5ad), already checked by validate_input.py (VALIDATE_INPUT).")
 @click.option("--prefix", required=True, help="Output prefix; writes PREFIX.processed.h5ad and tables.")
-@click.option("--min-genes-per-cell", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option("--min-genes-per-cell", default="auto", show_default=True, callback=auto_or_count,
+              help="QC: detected genes a cell needs; auto: min(200, 10% of the measured genes), so targeted panels "
+                   "keep their cells.")
 @click.option("--min-cells-per-gene", default=3, show_default=True, type=click.IntRange(min=0))
 @click.option("--n-hvg", default=2000, show_default=True, type=click.IntRange(min=1))
 @click.option("--n-de-genes", default=20, show_default=True, type=click.IntRange(min=1),
@@ -23,10 +25,17 @@ from pertprobe.cli import command, dataset_options, int_list
 @click.option("--n-folds", default=5, show_default=True, type=click.IntRange(min=2))
 @click.option("--seeds", default="0", show_default=True, callback=lambda c, p, v: int_list(v),
               help="Comma-separated split seeds.")
+@click.option("--tasks", default="full", show_default=True, callback=registry_names("task"),
+              help="Tasks whose splits to write (docs/tasks.md); one the dataset cannot support is skipped and "
+                   "recorded in the summary.")
+@click.option("--combination-unseen-singles", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="combination task: share of singles held out of training, so that test combinations with one "
+                   "or no seen single exist (GEARS' simulation split: 0.25).")
 @dataset_options
-def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gene: int, n_hvg: int,
+def main(h5ad_path: str, prefix: str, min_genes_per_cell: int | None, min_cells_per_gene: int, n_hvg: int,
          n_de_genes: int, de_alpha: float, de_min_fraction: float, de_pseudocount: float, n_folds: int,
-         seeds: tuple[int, ...], spec) -> None:
+         seeds: tuple[int, ...], tasks: list[str], combination_unseen_singles: float,
+         spec) -> None:
     """Write PREFIX.{processed.h5ad,pseudobulk.parquet,pseudobulk_by_batch.parquet,de.parquet,splits.csv,summary.json,
     label_resolution.csv,de_counts.csv}."""
     from dataclasses import asdict
@@ -36,10 +45,10 @@ def main(h5ad_path: str, prefix: str, min_genes_per_cell: int, min_cells_per_gen
     config = PreprocessConfig(min_genes_per_cell=min_genes_per_cell, min_cells_per_gene=min_cells_per_gene,
                               n_hvg=n_hvg, n_de_genes=n_de_genes, de_alpha=de_alpha,
                               de_min_fraction=de_min_fraction, de_pseudocount=de_pseudocount, n_folds=n_folds,
-                              seeds=seeds)
+                              seeds=seeds, tasks=tuple(tasks), combination_unseen_singles=combination_unseen_singles)
     result = preprocess(load_counts(h5ad_path, spec), spec, config)
     write_table(result.de.set_index("perturbation"), f"{prefix}.de.parquet", metadata=asdict(config.de))
-    write_table(result.splits.set_index("seed"), f"{prefix}.splits.csv")
+    write_table(result.splits.set_index("task"), f"{prefix}.splits.csv")
     write_table(result.pseudobulk_by_batch, f"{prefix}.pseudobulk_by_batch.parquet")
     result.pseudobulk.save(f"{prefix}.pseudobulk.parquet")
     write_json(result.summary, f"{prefix}.summary.json")

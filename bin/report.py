@@ -10,6 +10,8 @@ from pertprobe.cli import command
 @click.option("--summary", "summary_paths", multiple=True, help="PREFIX.summary.json files from PREPROCESS.")
 @click.option("--pseudobulk", "pseudobulk_paths", multiple=True,
               help="PREFIX.pseudobulk.parquet files from PREPROCESS, for the per-perturbation views.")
+@click.option("--splits", "splits_paths", multiple=True,
+              help="PREFIX.splits.csv files from PREPROCESS, for the combinations by seen singles.")
 @click.option("--embedding", "embedding_paths", multiple=True, help="Cell embeddings from EMBED_CELLS.")
 @click.option("--gene-table", "gene_table_paths", multiple=True,
               help="Foundation-model gene-embedding tables from EXTRACT_GENE_EMBEDDINGS.")
@@ -19,16 +21,18 @@ from pertprobe.cli import command
               help="Training records (*.training.csv) of the fine-tuned predictors from PREDICT_FINETUNE.")
 @click.option("--software-versions", "versions_path", default=None, help="Collected versions.yml of the run.")
 @click.option("--outdir", default=".", show_default=True, type=click.Path(file_okay=False))
-def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_table_paths, cell_metric_paths,
+def main(metric_paths, summary_paths, pseudobulk_paths, splits_paths, embedding_paths, gene_table_paths, cell_metric_paths,
          training_paths, versions_path, outdir) -> None:
     """Write OUTDIR/leaderboard.csv, metrics.parquet, statistics.csv, cell_leaderboard.csv, report.html and, with
-    --pseudobulk, perturbations.csv and knockdown.csv; with --training, training.csv."""
+    --pseudobulk, perturbations.csv and knockdown.csv; with --splits, combination.csv; with --training, training.csv."""
     import json
     from pathlib import Path
 
     import anndata as ad
     import pandas as pd
     from pertprobe.data.pseudobulk import Pseudobulk
+    from pertprobe.data.tasks import seen_singles
+    from pertprobe.report.combination import seen_scores
     from pertprobe.io import atomic_path, read_table, write_table
     from pertprobe.report.cells import cell_leaderboard
     from pertprobe.report.html import render_html
@@ -44,6 +48,10 @@ def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_ta
     datasets = {Path(p).name.removesuffix(".summary.json"): json.loads(Path(p).read_text()) for p in summary_paths}
     pseudobulks = {Path(p).name.removesuffix(".pseudobulk.parquet"): Pseudobulk.load(p)
                    for p in sorted(pseudobulk_paths)}
+    seen = None
+    if splits_paths:
+        seen = pd.concat([seen_singles(read_table(p)).assign(dataset=Path(p).name.removesuffix(".splits.csv"))
+                          for p in sorted(splits_paths)], ignore_index=True)
     from pertprobe.response.gene_embeddings import embedding_metadata
 
     embeddings = []
@@ -61,7 +69,8 @@ def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_ta
     training = None
     if training_paths:
         training = pd.concat([read_table(p).reset_index() for p in sorted(training_paths)], ignore_index=True)
-        training = training.sort_values(["dataset", "predictor", "variant", "seed", "fold"], ignore_index=True)
+        training = training.sort_values(["dataset", "task", "predictor", "variant", "seed", "fold"],
+                                        ignore_index=True)
     versions = Path(versions_path).read_text() if versions_path else ""
     out = Path(outdir)
     write_table(board.set_index("dataset"), out / "leaderboard.csv")
@@ -71,13 +80,19 @@ def main(metric_paths, summary_paths, pseudobulk_paths, embedding_paths, gene_ta
         write_table(cell_board.set_index("dataset"), out / "cell_leaderboard.csv")
     if training is not None:
         write_table(training.set_index("dataset"), out / "training.csv")
+    if seen is not None:
+        write_table(seen_scores(metrics, seen).set_index("dataset"), out / "combination.csv")
     if pseudobulks:
-        scores, knockdown = perturbation_tables(metrics, board, pseudobulks)
+        per_task = []
+        for task, sub in metrics.groupby("task", sort=True):
+            scores, knockdown = perturbation_tables(sub, board[board["task"] == task], pseudobulks)
+            per_task.append(scores.assign(task=task))
+        scores = pd.concat(per_task, ignore_index=True)
         write_table(scores.set_index("dataset"), out / "perturbations.csv")
         write_table(knockdown.set_index("dataset"), out / "knockdown.csv")
     with atomic_path(out / "report.html") as tmp:
         tmp.write_text(render_html(board, metrics, datasets, embeddings, versions, stats, cell_board, pseudobulks,
-                                   training))
+                                   training, seen))
     click.echo(f"{out / 'leaderboard.csv'}: {len(board)} rows; {out / 'report.html'} written")
 
 

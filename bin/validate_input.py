@@ -2,7 +2,7 @@
 """Check one input dataset against pertprobe's input contract."""
 
 import click
-from pertprobe.cli import command, dataset_options
+from pertprobe.cli import auto_or_count, command, dataset_options
 
 
 @command("validate_input.py", packages=["anndata", "h5py", "numpy", "pandas"])
@@ -12,13 +12,15 @@ from pertprobe.cli import command, dataset_options
               help="Folds over perturbations the run will use (at most one per perturbation; default: not checked).")
 @click.option("--min-cells-per-gene", default=None, type=click.IntRange(min=0),
               help="PREPROCESS's gene filter: enough genes besides the targets must pass it (default: not checked).")
-@click.option("--min-genes-per-cell", default=None, type=click.IntRange(min=0),
-              help="PREPROCESS's cell filter: enough control cells must pass it (default: not checked).")
+@click.option("--min-genes-per-cell", default=None,
+              callback=lambda c, p, v: None if v is None else ("auto" if auto_or_count(c, p, v) is None else int(v)),
+              help="PREPROCESS's cell filter (a count, or auto): enough control cells must pass it (default: not "
+                   "checked).")
 @click.option("--max-unresolved-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1),
               help="Largest share of perturbations whose target genes are not all measured.")
 @dataset_options
 def main(h5ad_path: str, out_path: str | None, n_folds: int | None, min_cells_per_gene: int | None,
-         min_genes_per_cell: int | None, max_unresolved_fraction: float, spec) -> None:
+         min_genes_per_cell: int | str | None, max_unresolved_fraction: float, spec) -> None:
     """Validate H5AD; exit non-zero with a message naming the file, field and fix on bad input."""
     from pertprobe.data.validate import RunChecks, validate_dataset
     from pertprobe.io import write_json

@@ -20,6 +20,7 @@ workflow PERTPROBE {
         RESPONSE_BENCHMARK.out.metrics,
         PREPARE_DATASETS.out.summary,
         PREPARE_DATASETS.out.processed.map { [it[0], it[2]] },
+        PREPARE_DATASETS.out.processed.map { [it[0], it[5]] },
         CELL_EMBEDDING_BENCHMARK.out.embeddings,
         RESPONSE_BENCHMARK.out.gene_tables,
         CELL_EMBEDDING_BENCHMARK.out.metrics,

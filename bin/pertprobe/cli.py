@@ -84,17 +84,18 @@ def command(prog: str, packages: Sequence[str] = ()) -> Callable[[Callable[..., 
 def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the samplesheet's per-dataset columns as options; the command receives `spec: DatasetSpec`."""
     from .data.dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec
+    from .data.layouts import LAYOUTS, resolve
 
     @functools.wraps(func)
     def wrapper(*args: Any, perturbation_col: str, control_label: str, batch_col: str | None,
                 counts_layer: str | None, perturbation_type: str, gene_id_type: str,
-                gene_symbol_col: str | None, min_cells_per_perturbation: int, **kwargs: Any) -> Any:
-        spec = DatasetSpec(perturbation_col=perturbation_col, control_label=control_label,
+                gene_symbol_col: str | None, min_cells_per_perturbation: int, layout: str, **kwargs: Any) -> Any:
+        spec = DatasetSpec(layout=layout, perturbation_col=perturbation_col, control_label=control_label,
                            batch_col=batch_col or None, counts_layer=counts_layer or None,
                            perturbation_type=perturbation_type, gene_id_type=gene_id_type,
                            gene_symbol_col=gene_symbol_col or None,
                            min_cells_per_perturbation=min_cells_per_perturbation)
-        return func(*args, spec=spec, **kwargs)
+        return func(*args, spec=resolve(spec), **kwargs)
 
     options = [
         click.option("--perturbation-col", default="perturbation", show_default=True, help="obs column of perturbation labels."),
@@ -107,6 +108,28 @@ def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help=f"Identifier type of var_names: {', '.join(GENE_ID_TYPES)}."),
         click.option("--gene-symbol-col", default=None, help="var column with gene symbols when var_names are Ensembl IDs."),
         click.option("--min-cells-per-perturbation", type=click.IntRange(min=2), default=10, show_default=True),
+        click.option("--layout", type=click.Choice(list(LAYOUTS)), default="pertprobe", show_default=True,
+                     help="The file's layout: its perturbation column, control label and gene-symbol column are the "
+                          "defaults (docs/usage.md#layouts)."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def split_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --task, --seed and --fold (one split of the splits table); the command receives `split: SplitKey`."""
+    from .data.splits import SplitKey
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, task: str, seed: int, fold: int, **kwargs: Any) -> Any:
+        return func(*args, split=SplitKey(task, seed, fold), **kwargs)
+
+    options = [
+        click.option("--task", default="unseen_perturbation", show_default=True,
+                     help="Task whose split this is (docs/tasks.md)."),
+        click.option("--seed", required=True, type=int, help="Split seed (also seeds every random step)."),
+        click.option("--fold", required=True, type=int, help="Test fold."),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)
@@ -119,6 +142,19 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in str(text).split(",") if x.strip())
     except ValueError as err:
         raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from err
+
+
+def auto_or_count(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
+    """A click callback: 'auto' (None: the command chooses from the data) or a non-negative integer."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise click.BadParameter(f"expected 'auto' or a non-negative integer, got {value!r}", ctx, param)
+    return count
 
 
 def str_list(text: str) -> list[str]:

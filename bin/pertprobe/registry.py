@@ -1,4 +1,4 @@
-"""The one list of names: every predictor, gene-embedding source, cell embedder, foundation model,
+"""The one list of names: every task, predictor, gene-embedding source, cell embedder, foundation model,
 metric, alignment and cell-benchmark task is an `Entry` registered next to its implementation.
 
 Implementations register themselves with the `register` decorator when their module is imported;
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 KINDS = {
+    "task": "split strategy of the response benchmark: which perturbations train and which test (PREPROCESS)",
     "predictor": "response predictor, trained per split on the training perturbations (PREDICT)",
     "gene_embedding": "gene (perturbation) embedding source of the response benchmark (EMBED_GENES, "
                       "EXTRACT_GENE_EMBEDDINGS)",
@@ -27,7 +28,7 @@ KINDS = {
 PROFILES = ("minimal", "paper", "full")
 # Modules whose import registers entries (the implementations, not a list of names).
 IMPLEMENTATIONS = (
-    "pertprobe.response.predictors", "pertprobe.response.gene_embeddings", "pertprobe.response.metrics",
+    "pertprobe.data.tasks", "pertprobe.response.predictors", "pertprobe.response.gene_embeddings", "pertprobe.response.metrics",
     "pertprobe.response.de_agreement",
     "pertprobe.cells.embedders", "pertprobe.cells.alignment", "pertprobe.cells.benchmark",
     "pertprobe.models.cellplm", "pertprobe.models.esm2", "pertprobe.models.geneformer",

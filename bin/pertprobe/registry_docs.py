@@ -8,6 +8,7 @@ from .registry import KINDS, PROFILES, as_json, entries
 
 # Per kind, the fields a reader needs besides name, description and profiles (in this order).
 COLUMNS = {
+    "task": (),
     "predictor": ("floor", "shortcut", "needs_embedding", "needs", "model", "gpu"),
     "gene_embedding": ("floor", "checkpoint", "side_input", "container"),
     "cell_embedder": ("floor", "checkpoint", "gpu", "container"),
@@ -16,11 +17,12 @@ COLUMNS = {
     "cell_task": ("needs",),
     "finetune_variant": (),
 }
-PARAMS = {"predictor": "--predictors", "gene_embedding": "--gene_embeddings / --gene_models",
+PARAMS = {"task": "--tasks", "predictor": "--predictors", "gene_embedding": "--gene_embeddings / --gene_models",
           "cell_embedder": "--cell_embedders", "metric": "--metrics", "alignment": "--cell_alignments",
           "cell_task": "--cell_tasks", "finetune_variant": "--finetune_variants"}
 # Pipeline parameters that take registered names: parameter -> (kind, fields the entries must have).
 SCHEMA_PARAMS: dict[str, tuple[str, dict[str, object]]] = {
+    "tasks": ("task", {}),
     "predictors": ("predictor", {}),
     "gene_embeddings": ("gene_embedding", {"checkpoint": False}),
     "gene_models": ("gene_embedding", {"checkpoint": True}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -72,8 +73,12 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     board = pd.read_csv(results / "leaderboard.csv")
     from pertprobe.response.bounds import ANCHORS
 
-    assert set(board["model"]) == set(names("predictor")) | set(ANCHORS)
-    assert set(board["metric"]) == set(names("metric"))
+    assert set(board["task"]) == set(names("task"))  # the bundled screen has combinations: every task runs
+    for _, here in board.groupby("task"):
+        assert set(here["model"]) == set(names("predictor")) | set(ANCHORS)
+        assert set(here["metric"]) == set(names("metric"))
+    combos = board[board["task"] == "combination"]
+    board = board[board["task"] == "unseen_perturbation"]
     # Gene-embedding sources: built-in ones plus every foundation-model table of the test profile.
     assert set(board.loc[board["model"] == "linear", "embedding"]) == {"data_pca", "random", *GENE_MODELS}
     rank = board[(board["metric"] == "rank_delta") & (board["embedding"] == "none")].set_index("model")["mean"]
@@ -118,22 +123,33 @@ def test_pipeline_writes_leaderboard_and_report(test_run):
     trace = read_trace(test_run / "trace1.txt")
     assert set(trace["status"]) == {"COMPLETED"}
     # One PREDICT task per split x gene embedding (or none), one EVALUATE per split.
-    n_splits, n_sources = 2, 2 + len(GENE_MODELS)
+    n_splits, n_sources = 2 * len(names("task")), 2 + len(GENE_MODELS)
     assert (trace["process"] == "PREDICT").sum() == n_splits * (1 + n_sources)
     assert (trace["process"] == "EVALUATE").sum() == n_splits
     # scGPT fine-tuned as every variant, one task per split x variant, scored and reported like any predictor.
     variants = names("finetune_variant")
-    assert (trace["process"] == "PREDICT_FINETUNE").sum() == n_splits * len(variants) == 14
+    assert (trace["process"] == "PREDICT_FINETUNE").sum() == n_splits * len(variants) == 28
     assert set(board.loc[board["model"] == "scgpt_finetune", "embedding"]) == set(variants)
     training = pd.read_csv(results / "training.csv")
     assert len(training) == n_splits * len(variants) and set(training["variant"]) == set(variants)
-    assert training.groupby("fold")["batch_digest"].nunique().eq(1).all()  # the same data for every variant
+    assert training.groupby(["task", "fold"])["batch_digest"].nunique().eq(1).all()  # the same data for every variant
     assert (training.loc[training["variant"] == "lora", "n_trainable"] < training["n_parameters"].max()).all()
     assert (training.loc[training["variant"].isin(["no_pretraining", "simple_affine", "mlp"]), "n_tensors_loaded"] == 0).all()
     assert "Fine-tuned foundation models" in html and "scgpt_finetune/no_pretraining" in html
     metrics = pd.read_parquet(results / "metrics.parquet")
-    assert metrics.groupby(["split", "seed"])[["model", "embedding"]].nunique().eq(
+    assert metrics.groupby(["task", "split", "seed"])[["model", "embedding"]].nunique().eq(
         metrics[["model", "embedding"]].nunique()).all().all()
+    # The combination task: held-out doubles only, scored by seen singles, additive its reference.
+    assert set(metrics.loc[metrics["task"] == "combination", "perturbation"]) == {
+        p for p in scores["perturbation"] if "+" in p}
+    delta = combos[(combos["metric"] == "pearson_delta") & (combos["embedding"] == "none")].set_index("model")["mean"]
+    assert delta["additive"] > delta["mean"]
+    seen = pd.read_csv(results / "combination.csv")
+    assert {"2/2", "1/2"} <= set(seen["seen"])  # the test profile holds a quarter of the singles out
+    assert "<h1>Task combination</h1>" in html and "Combinations by seen singles" in html
+    summary = json.loads((results / "preprocess" / "sim_crispri.summary.json").read_text())
+    assert summary["tasks"] == {"unseen_perturbation": "2 splits", "combination": "2 splits"}
+    assert summary["qc_min_genes_per_cell"] == 50 and summary["qc_min_genes_rule"].startswith("auto")
 
 
 def test_cell_embedding_benchmark_has_every_task_with_its_random_floor(test_run):
@@ -323,7 +339,8 @@ def test_gpu_flag_routes_only_torch_predictors_to_the_gpu_process(tmp_path):
     models = trace.loc[trace["process"].isin(["EMBED_CELLS_MODEL", "EXTRACT_GENE_EMBEDDINGS"]), "tag"]
     assert sorted(models) == sorted([f"sim_crispri {m}" for m in (*CELL_MODELS, *GENE_MODELS)])
     finetune = trace.loc[trace["process"] == "PREDICT_FINETUNE", "tag"]
-    assert sorted(finetune) == sorted(f"sim_crispri scgpt_finetune/{v} seed0 fold0" for v in names("finetune_variant"))
+    assert sorted(finetune) == sorted(f"sim_crispri scgpt_finetune/{v} unseen_perturbation seed0 fold0"
+                                      for v in names("finetune_variant"))
     # EVALUATE waits for every prediction of its split, CPU and GPU alike.
     assert (trace["process"] == "EVALUATE").sum() == 1
 

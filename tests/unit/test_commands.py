@@ -41,9 +41,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-P = "d.crispr_informed_mean.none.seed0.fold1.prediction.parquet"
-M = "d.mean.none.seed0.fold1.prediction.parquet"
-Q = "ridge/d.ridge.data_pca.seed0.fold1.prediction.parquet"
+P = "d.crispr_informed_mean.none.unseen_perturbation.seed0.fold1.prediction.parquet"
+M = "d.mean.none.unseen_perturbation.seed0.fold1.prediction.parquet"
+Q = "ridge/d.ridge.data_pca.unseen_perturbation.seed0.fold1.prediction.parquet"
 
 
 def _chain(workdir: Path) -> dict[str, str]:
@@ -107,6 +107,7 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     work = root / "a"
     meta = read_table_metadata(work / P)
     assert meta["model"] == "crispr_informed_mean" and meta["split"] == "fold1" and meta["seed"] == 0
+    assert meta["task"] == "unseen_perturbation"
     metrics = pd.read_parquet(work / "m.parquet").reset_index()
     assert set(metrics["model"]) == {"crispr_informed_mean", "ridge"}
     # Scoring predictions together or one by one gives the same rows.
@@ -115,7 +116,7 @@ def test_chain_outputs_follow_contracts(chain, tmp_path):
     assert alone.returncode == 0, alone.stderr
     together = metrics[metrics["model"] == "crispr_informed_mean"].reset_index(drop=True)
     pd.testing.assert_frame_equal(together, pd.read_parquet(tmp_path / "alone.parquet").reset_index())
-    assert list(metrics.columns) == ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric",
+    assert list(metrics.columns) == ["dataset", "task", "split", "seed", "model", "embedding", "perturbation", "metric",
                                      "value", "fallback", "n_fit"]
     emb = ad.read_h5ad(work / "d.pca.h5ad")
     processed = ad.read_h5ad(work / "d.processed.h5ad", backed="r")
@@ -149,7 +150,7 @@ def test_prediction_for_a_missing_split_fails_cleanly(chain, tmp_path):
     work = root / "a"
     result = run(BIN / "predict.py", "--pseudobulk", work / "d.pseudobulk.parquet", "--splits", work / "d.splits.csv",
                  "--seed", "7", "--fold", "0", "--predictor", "mean", "--dataset", "d", cwd=tmp_path)
-    assert result.returncode != 0 and "seed=7" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode != 0 and "no split for unseen_perturbation seed 7 fold 0" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.parquet"))
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.pseudobulk import group_means
+from ..data.tasks import UNSEEN_PERTURBATION
 
 RIDGE_ALPHAS = tuple(10.0 ** np.arange(-2, 6))
 
@@ -82,8 +83,9 @@ def decoder_scores(values: np.ndarray, expression, perturbation: np.ndarray, bat
 
 def decoder_over_splits(values: np.ndarray, expression, perturbation: np.ndarray, batch: np.ndarray,
                         is_control: np.ndarray, splits: pd.DataFrame, max_train_cells: int) -> pd.DataFrame:
-    """`decoder_scores` for every (seed, fold) of the dataset's perturbation splits (long table)."""
+    """`decoder_scores` for every (seed, fold) of the dataset's unseen-perturbation splits (long table)."""
     rows = []
+    splits = splits[splits["task"] == UNSEEN_PERTURBATION] if len(splits) else splits
     for (seed, fold), sub in splits.groupby(["seed", "fold"], sort=True):
         train = set(sub.loc[sub["split"] == "train", "perturbation"])
         test = set(sub.loc[sub["split"] == "test", "perturbation"])

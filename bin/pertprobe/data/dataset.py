@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 PERTURBATION_TYPES = ("CRISPRi", "CRISPRa", "KO", "drug")
 GENE_ID_TYPES = ("symbol", "ensembl")
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 COMBINATION_SEP = "+"
+WHOLE_TRANSCRIPTOME_MIN_GENES = 200  # the usual scRNA-seq cell filter (scanpy's tutorials)
+PANEL_MIN_GENES_FRACTION = 0.1  # ... capped at this share of the measured genes (targeted panels)
 
 
 @dataclass(frozen=True)
@@ -23,11 +27,18 @@ class DatasetSpec:
     gene_id_type: str = "symbol"
     gene_symbol_col: str | None = None
     min_cells_per_perturbation: int = 10
+    layout: str = "pertprobe"  # the file's downloaded layout (data/layouts.py): pertprobe, gears, scperturb
 
 
 def split_targets(perturbation: str) -> list[str]:
     """Target genes of a perturbation label (`A+B` is a combination of A and B)."""
     return [t for t in perturbation.split(COMBINATION_SEP) if t]
+
+
+def auto_min_genes_per_cell(n_genes: int) -> int:
+    """The default cell filter: at least 200 detected genes, but never more than 10% of the measured
+    genes, so a 300-gene targeted panel keeps cells with 30 detected genes (docs/usage.md#qc)."""
+    return min(WHOLE_TRANSCRIPTOME_MIN_GENES, int(np.ceil(PANEL_MIN_GENES_FRACTION * n_genes)))
 
 
 def looks_like_ensembl(name: str) -> bool:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import InputError
 from .dataset import DatasetSpec
+from .layouts import contract_labels
 
 COLUMNS = ("label", "target")
 
@@ -41,7 +42,7 @@ def read_label_map(path: str | Path) -> dict[str, str]:
 def apply_label_map(obs: pd.DataFrame, mapping: dict[str, str], spec: DatasetSpec, where: str | Path) -> pd.Series:
     """The perturbation column with every label replaced by its target; the control label may be
     left out of the map. A label absent from the map is an error (it would silently stay a guide)."""
-    labels = obs[spec.perturbation_col].astype(str)
+    labels = pd.Series(contract_labels(obs, spec, str(where)), index=obs.index)
     unknown = sorted(set(labels) - set(mapping) - {spec.control_label})
     if unknown:
         raise InputError(where, f"obs['{spec.perturbation_col}']", f"{len(unknown)} labels are not in the label map "

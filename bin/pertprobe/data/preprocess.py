@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .dataset import DatasetSpec, split_targets
+from .dataset import (PANEL_MIN_GENES_FRACTION, WHOLE_TRANSCRIPTOME_MIN_GENES, DatasetSpec, auto_min_genes_per_cell,
+                      split_targets)
 from .de import DEConfig, de_counts, de_statistics, de_table, rest_weights, top_de_genes
+from .layouts import contract_labels
 from .pseudobulk import Pseudobulk, group_means
+from .tasks import TaskConfig, make_splits
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -25,7 +28,7 @@ LOG = logging.getLogger(__name__)
 class PreprocessConfig:
     """Parameters of PREPROCESS (defaults follow DESIGN.md)."""
 
-    min_genes_per_cell: int = 200
+    min_genes_per_cell: int | None = None  # None: auto_min_genes_per_cell of the measured genes
     min_cells_per_gene: int = 3
     target_sum: float = 1e4
     n_hvg: int = 2000
@@ -35,12 +38,26 @@ class PreprocessConfig:
     de_pseudocount: float = 1.0
     n_folds: int = 5
     seeds: tuple[int, ...] = (0,)
+    tasks: tuple[str, ...] = field(default_factory=lambda: tuple(_all_tasks()))
+    combination_unseen_singles: float = 0.0
+
+    @property
+    def task(self) -> TaskConfig:
+        """The settings of the tasks' splits."""
+        return TaskConfig(n_folds=self.n_folds, seeds=self.seeds,
+                          combination_unseen_singles=self.combination_unseen_singles)
 
     @property
     def de(self) -> DEConfig:
         """The DE-gene settings."""
         return DEConfig(n_genes=self.n_de_genes, alpha=self.de_alpha, min_fraction=self.de_min_fraction,
                         pseudocount=self.de_pseudocount)
+
+
+def _all_tasks() -> list[str]:
+    from ..registry import names
+
+    return names("task")
 
 
 def load_counts(path: str | Path, spec: DatasetSpec) -> ad.AnnData:
@@ -51,7 +68,7 @@ def load_counts(path: str | Path, spec: DatasetSpec) -> ad.AnnData:
     counts = adata.layers[spec.counts_layer] if spec.counts_layer else adata.X
     counts = sp.csr_matrix(counts, dtype=np.float32)
     obs = pd.DataFrame(index=adata.obs_names.astype(str))
-    obs["perturbation"] = adata.obs[spec.perturbation_col].astype(str).to_numpy()
+    obs["perturbation"] = contract_labels(adata.obs, spec, str(path))
     obs["is_control"] = obs["perturbation"] == spec.control_label
     obs["batch"] = adata.obs[spec.batch_col].astype(str).to_numpy() if spec.batch_col else "all"
     out = ad.AnnData(X=counts, obs=obs, var=input_var(adata, spec))
@@ -75,12 +92,13 @@ def target_map(perturbations: list[str], var: pd.DataFrame, control_label: str) 
     return {p: [lookup[t] for t in split_targets(p) if t in lookup] for p in perturbations if p != control_label}
 
 
-def quality_control(adata: ad.AnnData, config: PreprocessConfig, keep_genes: set[str]) -> ad.AnnData:
+def quality_control(adata: ad.AnnData, min_genes_per_cell: int, min_cells_per_gene: int,
+                    keep_genes: set[str]) -> ad.AnnData:
     """Drop cells with too few detected genes and genes detected in too few cells (targets kept)."""
     detected_per_cell = np.diff(adata.X.indptr)
-    adata = adata[detected_per_cell >= config.min_genes_per_cell].copy()
+    adata = adata[detected_per_cell >= min_genes_per_cell].copy()
     detected_per_gene = np.bincount(adata.X.indices, minlength=adata.n_vars)
-    keep = (detected_per_gene >= config.min_cells_per_gene) | adata.var_names.isin(list(keep_genes))
+    keep = (detected_per_gene >= min_cells_per_gene) | adata.var_names.isin(list(keep_genes))
     return adata[:, keep].copy()
 
 
@@ -104,21 +122,6 @@ def select_genes(adata: ad.AnnData, n_hvg: int, extra: set[str]) -> np.ndarray:
         hvg = result["highly_variable"].to_numpy()
     adata.var["highly_variable"] = hvg
     return hvg | adata.var_names.isin(list(extra))
-
-
-def make_splits(perturbations: list[str], n_folds: int, seeds: tuple[int, ...]) -> pd.DataFrame:
-    """K folds over perturbation labels per seed; a combination `A+B` is one label, kept whole."""
-    perts = sorted(perturbations)
-    if n_folds < 2 or n_folds > len(perts):
-        raise ValueError(f"n_folds must be between 2 and the number of perturbations ({len(perts)}), got {n_folds}")
-    rows = []
-    for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(perts))
-        fold_of = {perts[i]: pos % n_folds for pos, i in enumerate(order)}
-        for fold in range(n_folds):
-            for p in perts:
-                rows.append((seed, fold, p, "test" if fold_of[p] == fold else "train"))
-    return pd.DataFrame(rows, columns=["seed", "fold", "perturbation", "split"])
 
 
 @dataclass
@@ -149,7 +152,8 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     LOG.info("preprocess: %d cells x %d genes; QC", n_cells_in, n_genes_in)
     targets = target_map(sorted(raw.obs["perturbation"].unique()), raw.var, spec.control_label)
     target_genes = {g for genes in targets.values() for g in genes}
-    adata = quality_control(raw, config, target_genes)
+    min_genes = auto_min_genes_per_cell(n_genes_in) if config.min_genes_per_cell is None else config.min_genes_per_cell
+    adata = quality_control(raw, min_genes, config.min_cells_per_gene, target_genes)
 
     counts = adata.obs["perturbation"].value_counts()
     too_small = sorted(p for p, n in counts.items() if p != spec.control_label and n < spec.min_cells_per_perturbation)
@@ -176,7 +180,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     adata.var["is_target"] = adata.var_names.isin(list(target_genes))
     adata.var["is_de"] = adata.var_names.isin(list(set(top["gene"])))
     adata.uns["pertprobe"]["preprocess"] = {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in asdict(config).items()}
+                                            for k, v in asdict(config).items()} | {"min_genes_per_cell": min_genes}
 
     LOG.info("preprocess: %d genes selected; pseudobulk, splits", adata.n_vars)
     labels = adata.obs["perturbation"].to_numpy()
@@ -199,7 +203,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
 
     weights = rest_weights(adata.X, labels, adata.var_names, spec.control_label)
     de = de_table(stats, top, weights.loc[perts])
-    splits = make_splits(perts, config.n_folds, config.seeds)
+    splits, task_status = make_splits(perts, list(config.tasks), config.task)
     resolution = label_resolution(perts, pb.targets)
     summary = {
         "n_cells_input": n_cells_in, "n_genes_input": n_genes_in,
@@ -212,6 +216,11 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
         "n_perturbations_unresolved": int((~resolution["resolved"]).sum()),
         "unresolved_perturbations": resolution.loc[~resolution["resolved"], "perturbation"].tolist(),
         "perturbation_type": spec.perturbation_type,
+        "qc_min_genes_per_cell": min_genes,
+        "qc_min_genes_rule": (f"auto: min({WHOLE_TRANSCRIPTOME_MIN_GENES}, {PANEL_MIN_GENES_FRACTION:.0%} of "
+                              f"{n_genes_in} measured genes)" if config.min_genes_per_cell is None else "--min_genes_per_cell"),
+        "qc_min_cells_per_gene": config.min_cells_per_gene,
+        "tasks": task_status,
         "n_de_genes_median": float(counts_de["n_de_genes"].median()),
         "perturbations_with_fewer_de_genes": counts_de.index[counts_de["n_de_genes"] < config.n_de_genes].tolist(),
         "perturbations_without_de_genes": counts_de.index[counts_de["n_de_genes"] == 0].tolist(),

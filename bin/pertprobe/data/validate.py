@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .dataset import GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, looks_like_ensembl, split_targets
+from .layouts import contract_labels
+from .dataset import (GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, auto_min_genes_per_cell, looks_like_ensembl,
+                      split_targets)
 
 _CHUNK = 5_000_000  # stored values checked per read
 MIN_FREE_GENES = 20  # genes besides the targets that must survive gene QC for there to be a readout
@@ -28,7 +30,7 @@ class RunChecks:
 
     n_folds: int | None = None
     min_cells_per_gene: int | None = None
-    min_genes_per_cell: int | None = None
+    min_genes_per_cell: int | str | None = None  # 'auto': auto_min_genes_per_cell of the measured genes
     max_unresolved_fraction: float = 0.2  # share of perturbations whose targets are not all measured
 
 
@@ -160,11 +162,13 @@ def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series
         enough = int(np.sort(free)[::-1][min(MIN_FREE_GENES, free.size) - 1]) if free.size else 0
         raise InputError(path, "min_cells_per_gene", f"only {passing} genes besides the targets are detected in at "
                          f"least {checks.min_cells_per_gene} cells", f"use --min_cells_per_gene {enough} or lower")
-    kept_controls = int((genes_per_cell[is_control] >= (checks.min_genes_per_cell or 0)).sum())
-    if checks.min_genes_per_cell is not None and kept_controls < spec.min_cells_per_perturbation:
+    min_genes = (auto_min_genes_per_cell(len(cells_per_gene))
+                 if checks.min_genes_per_cell == "auto" else checks.min_genes_per_cell)
+    kept_controls = int((genes_per_cell[is_control] >= (min_genes or 0)).sum())
+    if min_genes is not None and kept_controls < spec.min_cells_per_perturbation:
         enough = int(np.sort(genes_per_cell[is_control])[::-1][min(spec.min_cells_per_perturbation, is_control.sum()) - 1])
         raise InputError(path, "min_genes_per_cell", f"only {kept_controls} control cells have at least "
-                         f"{checks.min_genes_per_cell} detected genes", f"use --min_genes_per_cell {enough} or lower")
+                         f"{min_genes} detected genes", f"use --min_genes_per_cell {enough} or lower")
 
 
 def _check_gene_ids(path: str, var_names: pd.Index, spec: DatasetSpec) -> float:
@@ -219,7 +223,7 @@ def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | No
         if empty.any():
             raise InputError(path, f"obs['{spec.perturbation_col}']", f"{int(empty.sum())} cells have no perturbation "
                              "label (NaN or empty)", "label them (the control label for controls) or drop them")
-        pert = raw_labels.astype(str)
+        pert = pd.Series(contract_labels(obs, spec, path), index=obs.index)
         if spec.batch_col:
             batch = _check_obs_column(path, obs, spec.batch_col, "batch")
             if batch.isna().any():

@@ -1,5 +1,6 @@
-"""The self-contained HTML report: the verdict, the per-perturbation views, leaderboard with bounds, plots, paired
-statistics, the cell benchmark's tables, datasets, embeddings and versions."""
+"""The self-contained HTML report: the datasets, then per task the verdict, the per-perturbation views, leaderboard
+with bounds, plots, paired statistics, combinations by seen singles and fine-tuned variants; the cell benchmark's
+tables, embeddings and versions."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.pseudobulk import Pseudobulk
-from ..registry import select
+from ..registry import get, names, select
 from ..response.bounds import ABOVE_CEILING, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
+from .combination import combination_section
 from .finetune import finetune_section
 from .perturbations import perturbation_views
 from .render import label, png, table
@@ -152,51 +154,53 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
     return parts
 
 
-def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
-                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
-                cell_board: pd.DataFrame | None = None, pseudobulks: dict[str, Pseudobulk] | None = None,
-                training: pd.DataFrame | None = None) -> str:
-    """One self-contained HTML page: the verdict (verdict.py), the per-perturbation views (perturbations.py; skipped
-    with a note without `pseudobulks`, dataset -> Pseudobulk), leaderboard with bounds, plots, paired statistics, the
-    fine-tuned variants side by side (finetune.py; with `training`, the runs' training records), the cell-embedding
-    tables with their random floor, datasets, embeddings and versions."""
-    stats = stats if stats is not None else pd.DataFrame()
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
-             f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
-    parts += verdict_section(board, stats, metrics)
-    parts += perturbation_views(metrics, board, pseudobulks)
-    parts.append("<p class='note'>Response prediction for unseen perturbations. Values are means over test "
-                 "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
-                 f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "
-                 f"best of the shortcut probes ({', '.join(shortcuts())}); ceiling the noise ceiling, an estimate "
-                 "of what the truth would score against the observed cells; split_half the half-depth technical "
-                 "duplicate, interpolated_duplicate the duplicate shrunk to the mean where a gene's change is not "
-                 "significant and replicate_duplicate batch against batch (anchors below the ceiling). Oriented by the metric's direction, fraction_of_gap = "
-                 "(mean − best_floor) / (ceiling − best_floor), given only where the floor-to-ceiling gap exceeds "
-                 "two standard errors (gap_status says why otherwise, or that a row lies outside the bounds); "
-                 "dynamic_range is the share of the metric's range from the best floor to a perfect score that "
-                 "the ceiling leaves room for. rank metrics: 0 is perfect, 0.5 is random. Definitions and "
-                 "sources: docs/metrics.md.</p>")
+def _datasets_section(datasets: dict[str, dict[str, Any]]) -> list[str]:
+    """Each dataset's PREPROCESS summary, its unresolved labels and DE-gene shortfalls, and which tasks ran."""
+    parts = ["<h2>Datasets</h2>"] if datasets else []
+    for dataset, info in sorted(datasets.items()):
+        parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
+        parts.append(table(pd.DataFrame([{k: v for k, v in info.items() if not isinstance(v, (list, dict))}])))
+        tasks = info.get("tasks", {})
+        if tasks:
+            order = {name: i for i, name in enumerate(names("task"))}
+            listed = sorted(tasks.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+            parts.append("<p class='note'>Tasks (docs/tasks.md): " +
+                         html.escape("; ".join(f"{name}: {status}" for name, status in listed)) + ".</p>")
+        unresolved = info.get("unresolved_perturbations", [])
+        if unresolved:
+            parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "
+                         "so they are predicted and scored without them (preprocess/*.label_resolution.csv): "
+                         f"{html.escape(', '.join(unresolved))}</p>")
+        parts.append(_de_note(info))
+    return parts
+
+
+def _leaderboard_section(board: pd.DataFrame, metrics: pd.DataFrame, stats: pd.DataFrame) -> list[str]:
+    """One task's leaderboards: per dataset and metric the bounded table, the per-split plot and, for the
+    primary metrics, the paired comparisons with the best floor."""
+    parts = ["<p class='note'>Values are means over test "
+             "perturbations per split, summarized over folds × seeds. Every row is bounded: best_floor is the "
+             f"best of the floors ({', '.join(floors())} and any random-embedding model); best_shortcut the "
+             f"best of the shortcut probes ({', '.join(shortcuts())}); ceiling the noise ceiling, an estimate "
+             "of what the truth would score against the observed cells; split_half the half-depth technical "
+             "duplicate, interpolated_duplicate the duplicate shrunk to the mean where a gene's change is not "
+             "significant and replicate_duplicate batch against batch (anchors below the ceiling). Oriented by the metric's direction, fraction_of_gap = "
+             "(mean − best_floor) / (ceiling − best_floor), given only where the floor-to-ceiling gap exceeds "
+             "two standard errors (gap_status says why otherwise, or that a row lies outside the bounds); "
+             "dynamic_range is the share of the metric's range from the best floor to a perfect score that "
+             "the ceiling leaves room for. rank metrics: 0 is perfect, 0.5 is random. Definitions and "
+             "sources: docs/metrics.md.</p>"]
     primary = select("metric", "minimal")
     cols = ["rank", "model", "embedding", "mean", "sd", "n_splits", "n_values", "n_undefined", "coverage",
             "best_floor", "best_shortcut", "ceiling", "dynamic_range", "fraction_of_gap", "gap_status"]
     for dataset in sorted(board["dataset"].unique()):
-        parts.append(f"<h2>Dataset {html.escape(dataset)}</h2>")
-        if dataset in datasets:
-            summary = {k: v for k, v in datasets[dataset].items() if not isinstance(v, (list, dict))}
-            parts.append(table(pd.DataFrame([summary])))
-            unresolved = datasets[dataset].get("unresolved_perturbations", [])
-            if unresolved:
-                parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "
-                             "so they are predicted and scored without them (preprocess/*.label_resolution.csv): "
-                             f"{html.escape(', '.join(unresolved))}</p>")
-            parts.append(_de_note(datasets[dataset]))
+        parts.append(f"<h3>Dataset {html.escape(dataset)}</h3>")
         parts.append(_coverage_note(board[board["dataset"] == dataset]))
         metrics_here = list(board.loc[board["dataset"] == dataset, "metric"].unique())
         ordered = [m for m in primary if m in metrics_here] + sorted(set(metrics_here) - set(primary))
         for metric in ordered:
             sub = board[(board["dataset"] == dataset) & (board["metric"] == metric)]
-            parts.append(f"<h3>{html.escape(metric)}</h3>" + _bounds_notes(sub) + table(sub[cols]))
+            parts.append(f"<h4>{html.escape(metric)}</h4>" + _bounds_notes(sub) + table(sub[cols]))
             parts.append(f"<img alt='{html.escape(metric)}' "
                          f"src='data:image/png;base64,{_split_plot(metrics, dataset, metric)}'>")
             if metric in primary:
@@ -209,7 +213,42 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
                                  "t-test over splits overstates the evidence); the 95% bootstrap CI resamples "
                                  "perturbations, the same unit as p_perturbation, so the two agree. All pairs: "
                                  "statistics.csv.</p>" + table(comp))
-    parts += finetune_section(board, training, stats)
+    return parts
+
+
+def _tasks(board: pd.DataFrame) -> list[str]:
+    """The tasks of the board, in registry order."""
+    present = set(board["task"]) if len(board) else set()
+    return [t for t in names("task") if t in present] + sorted(present - set(names("task")))
+
+
+def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, dict[str, Any]],
+                embeddings: list[dict[str, Any]], versions: str, stats: pd.DataFrame | None = None,
+                cell_board: pd.DataFrame | None = None, pseudobulks: dict[str, Pseudobulk] | None = None,
+                training: pd.DataFrame | None = None, seen: pd.DataFrame | None = None) -> str:
+    """One self-contained HTML page: the datasets and their tasks; per task (docs/tasks.md) the verdict
+    (verdict.py), the per-perturbation views (perturbations.py; skipped with a note without `pseudobulks`,
+    dataset -> Pseudobulk), the leaderboards with bounds, plots and paired statistics, the combinations by seen
+    singles (combination.py; with `seen`, `tasks.seen_singles` per dataset) and the fine-tuned variants side by
+    side (finetune.py; with `training`, the runs' training records); then the cell-embedding tables with their
+    random floor, embeddings and versions."""
+    stats = stats if stats is not None else pd.DataFrame(columns=["task"])
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
+             f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
+    parts += _datasets_section(datasets)
+    for name in _tasks(board):
+        b, m = board[board["task"] == name], metrics[metrics["task"] == name]
+        st = stats[stats["task"] == name] if len(stats) else stats
+        parts.append(f"<h1>Task {html.escape(name)}</h1><p class='note'>"
+                     f"{html.escape(get('task', name).description) if name in names('task') else ''} "
+                     "(docs/tasks.md).</p>")
+        parts += verdict_section(b, st, m)
+        parts += perturbation_views(m, b, pseudobulks)
+        parts += _leaderboard_section(b, m, st)
+        if seen is not None:
+            parts += combination_section(m, seen[seen["task"] == name])
+        if training is not None:
+            parts += finetune_section(b, training[training["task"] == name], st)
     if cell_board is not None and not cell_board.empty:
         parts += _cell_section(cell_board)
     if embeddings:

@@ -1,4 +1,4 @@
-"""The response leaderboard: per-split means summarised over folds x seeds, ranks and bounds."""
+"""The response leaderboard per dataset and task: per-split means summarised over folds x seeds, ranks and bounds."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
     missing = set(METRIC_COLUMNS) - set(metrics.columns)
     if missing:
         raise ValueError(f"metric table lacks columns {sorted(missing)}")
-    keys = ["dataset", "model", "embedding", "metric"]
+    keys = ["dataset", "task", "model", "embedding", "metric"]
     per_split = (metrics.assign(covered=~metrics["fallback"].astype(bool))
                  .groupby(keys + ["seed", "split"], observed=True)
                  .agg(split_mean=("value", "mean"), n_defined=("value", "count"), n_total=("value", "size"),
@@ -33,7 +33,7 @@ def leaderboard(metrics: pd.DataFrame) -> pd.DataFrame:
     board["higher_is_better"] = board["metric"].map(directions()).fillna(True).astype(bool)
     # Rank predictors (not the anchors) by the metric's direction: rank 1 is best.
     signed = board["mean"].where(board["higher_is_better"], -board["mean"]).where(~board["model"].isin(ANCHORS))
-    board["rank"] = signed.groupby([board["dataset"], board["metric"]]).rank(method="min", ascending=False)
+    board["rank"] = signed.groupby([board["dataset"], board["task"], board["metric"]]).rank(method="min", ascending=False)
     board["rank"] = board["rank"].astype("Int64")
     board = add_bounds(board, set(floors()), set(shortcuts()))
-    return board.sort_values(["dataset", "metric", "rank", "model", "embedding"], ignore_index=True)
+    return board.sort_values(["dataset", "task", "metric", "rank", "model", "embedding"], ignore_index=True)

@@ -219,7 +219,7 @@ def add_bounds(board: pd.DataFrame, floors: set[str], shortcuts: set[str] = froz
     * dynamic_range = gap / (perfect − best floor): the share of the metric's remaining range
       that the experiment's noise leaves room for (Miller et al.'s dynamic range fraction);
     * fraction_of_gap = (mean − best floor) / gap, only where the gap exceeds its noise;
-    * gap_status: ``ok``, or why fraction_of_gap is undefined (for the dataset x metric, or a row
+    * gap_status: ``ok``, or why fraction_of_gap is undefined (for the dataset x task x metric, or a row
       without a defined value), or that the row lies outside [floor, ceiling].
     """
     board = board.copy()
@@ -229,7 +229,7 @@ def add_bounds(board: pd.DataFrame, floors: set[str], shortcuts: set[str] = froz
     columns = {c: pd.Series(np.nan, index=board.index) for c in
                ("best_floor", "best_shortcut", "ceiling", "gap", "gap_se", "dynamic_range", "fraction_of_gap")}
     status = pd.Series("", index=board.index, dtype=object)
-    for (_, metric), group in board.groupby(["dataset", "metric"]):
+    for (_, _, metric), group in board.groupby(["dataset", "task", "metric"]):
         sign = 1.0 if higher_is_better.get(metric, True) else -1.0
         floor = _best(group, is_floor, sign)
         shortcut = _best(group, is_shortcut, sign)

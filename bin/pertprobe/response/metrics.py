@@ -17,7 +17,7 @@ from ..registry import entries, register
 
 TIE_TOLERANCE = 1e-10
 MIN_DE_GENES_CORRELATION = 3  # DE-gene correlations need this many DE genes
-METRIC_KEYS = ["dataset", "split", "seed", "model", "embedding", "perturbation", "metric"]
+METRIC_KEYS = ["dataset", "task", "split", "seed", "model", "embedding", "perturbation", "metric"]
 # fallback: this perturbation got the mean because its embedding was missing; n_fit: the training
 # perturbations the model was fitted on (NaN for the bounds)
 COVERAGE_COLUMNS = ["fallback", "n_fit"]

@@ -24,7 +24,7 @@ from scipy import stats
 from .bounds import ANCHORS
 
 N_BOOTSTRAP = 2000
-COLUMNS = ["dataset", "metric", "predictor_a", "predictor_b", "mean_difference", "p_perturbation", "t_corrected",
+COLUMNS = ["dataset", "task", "metric", "predictor_a", "predictor_b", "mean_difference", "p_perturbation", "t_corrected",
            "p_corrected", "n_splits", "n_folds", "ci_low", "ci_high", "n_perturbations"]
 
 
@@ -45,13 +45,13 @@ def corrected_resampled_ttest(differences: np.ndarray, n_folds: int) -> tuple[fl
 
 def paired_comparisons(metrics: pd.DataFrame, exclude: tuple[str, ...] = ANCHORS, seed: int = 0,
                        n_bootstrap: int = N_BOOTSTRAP) -> pd.DataFrame:
-    """All pairs of predictors per dataset and metric: mean difference (a − b) of per-split means,
+    """All pairs of predictors per dataset, task and metric: mean difference (a − b) of per-split means,
     the two tests and the bootstrap CI described in the module docstring."""
     data = metrics[~metrics["model"].isin(exclude)].copy()
     data["predictor"] = _label(data)
     rows = []
     rng = np.random.default_rng(seed)
-    for (dataset, metric), group in data.groupby(["dataset", "metric"], sort=True):
+    for (dataset, task, metric), group in data.groupby(["dataset", "task", "metric"], sort=True):
         n_folds = group["split"].nunique()
         per_split = group.groupby(["predictor", "seed", "split"])["value"].mean().unstack("predictor")
         per_pert = group.groupby(["predictor", "perturbation"])["value"].mean().unstack("predictor")
@@ -71,7 +71,7 @@ def paired_comparisons(metrics: pd.DataFrame, exclude: tuple[str, ...] = ANCHORS
                 lo, hi = np.percentile(boot, [2.5, 97.5])
             else:
                 lo = hi = np.nan
-            rows.append({"dataset": dataset, "metric": metric, "predictor_a": names[i], "predictor_b": names[j],
+            rows.append({"dataset": dataset, "task": task, "metric": metric, "predictor_a": names[i], "predictor_b": names[j],
                          "mean_difference": float(splits.mean()) if len(splits) else np.nan,
                          "p_perturbation": p_pert, "t_corrected": t_corr, "p_corrected": p_corr,
                          "n_splits": len(splits), "n_folds": n_folds, "ci_low": float(lo), "ci_high": float(hi),

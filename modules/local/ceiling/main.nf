@@ -1,9 +1,9 @@
 process CEILING {
-    tag "${meta.id} seed${seed} fold${fold}"
+    tag "${meta.id} ${split.task} seed${split.seed} fold${split.fold}"
     label 'process_low'
 
     input:
-    tuple val(meta), path(h5ad), path(pseudobulk), path(de), path(splits), val(seed), val(fold)
+    tuple val(meta), path(h5ad), path(pseudobulk), path(de), path(splits), val(split)
 
     output:
     tuple val(meta), path("*.metrics.parquet"), emit: metrics
@@ -14,15 +14,16 @@ process CEILING {
 
     script:
     def args   = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.ceiling.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.ceiling.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     ceiling.py \\
         --h5ad ${h5ad} \\
         --pseudobulk ${pseudobulk} \\
         --de ${de} \\
         --splits ${splits} \\
-        --seed ${seed} \\
-        --fold ${fold} \\
+        --task ${split.task} \\
+        --seed ${split.seed} \\
+        --fold ${split.fold} \\
         --dataset ${meta.id} \\
         --out ${prefix}.metrics.parquet \\
         --versions-yml versions.yml \\
@@ -31,7 +32,7 @@ process CEILING {
     """
 
     stub:
-    def prefix = task.ext.prefix ?: "${meta.id}.ceiling.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.ceiling.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     touch ${prefix}.metrics.parquet
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

@@ -1,12 +1,12 @@
 process EMBED_GENES {
-    tag "${meta.id} ${source} seed${seed} fold${fold}"
+    tag "${meta.id} ${source} ${split.task} seed${split.seed} fold${split.fold}"
     label 'process_single'
 
     input:
-    tuple val(meta), path(pseudobulk), path(splits), val(seed), val(fold), val(source), path(table, stageAs: 'external/*')
+    tuple val(meta), path(pseudobulk), path(splits), val(split), val(source), path(table, stageAs: 'external/*')
 
     output:
-    tuple val(meta), val(seed), val(fold), val(source), path("*.gene_embedding.parquet"), emit: embedding
+    tuple val(meta), val(split), val(source), path("*.gene_embedding.parquet"), emit: embedding
     path "versions.yml"                                                                  , emit: versions
 
     when:
@@ -14,15 +14,16 @@ process EMBED_GENES {
 
     script:
     def args   = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.${source}.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${source}.${split.task}.seed${split.seed}.fold${split.fold}"
     def from   = table ? "${table} --name ${source}" : source
     """
     embed_genes.py \\
         --source ${from} \\
         --pseudobulk ${pseudobulk} \\
         --splits ${splits} \\
-        --seed ${seed} \\
-        --fold ${fold} \\
+        --task ${split.task} \\
+        --seed ${split.seed} \\
+        --fold ${split.fold} \\
         --out ${prefix}.gene_embedding.parquet \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\
@@ -30,7 +31,7 @@ process EMBED_GENES {
     """
 
     stub:
-    def prefix = task.ext.prefix ?: "${meta.id}.${source}.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${source}.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     touch ${prefix}.gene_embedding.parquet
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

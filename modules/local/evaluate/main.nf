@@ -3,11 +3,11 @@
  * observed pseudobulk: one long metric table per split.
  */
 process EVALUATE {
-    tag "${meta.id} seed${seed} fold${fold}"
+    tag "${meta.id} ${split.task} seed${split.seed} fold${split.fold}"
     label 'process_single'
 
     input:
-    tuple val(meta), val(seed), val(fold), path(predictions, stageAs: 'predictions/*'), path(pseudobulk), path(de), path(splits)
+    tuple val(meta), val(split), path(predictions, stageAs: 'predictions/*'), path(pseudobulk), path(de), path(splits)
 
     output:
     tuple val(meta), path("*.metrics.parquet"), emit: metrics
@@ -18,7 +18,7 @@ process EVALUATE {
 
     script:
     def args   = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     evaluate.py \\
         ${predictions.collect { "--prediction ${it}" }.join(' ')} \\
@@ -32,7 +32,7 @@ process EVALUATE {
     """
 
     stub:
-    def prefix = task.ext.prefix ?: "${meta.id}.seed${seed}.fold${fold}"
+    def prefix = task.ext.prefix ?: "${meta.id}.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     touch ${prefix}.metrics.parquet
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

@@ -4,14 +4,14 @@
  * second time as PREDICT_GPU for the torch predictors when --gpu is set.
  */
 process PREDICT {
-    tag "${meta.id} ${embedding_name} seed${seed} fold${fold}: ${predictors.join(',')}"
+    tag "${meta.id} ${embedding_name} ${split.task} seed${split.seed} fold${split.fold}: ${predictors.join(',')}"
     label 'process_single'
 
     input:
-    tuple val(meta), path(pseudobulk), path(by_batch), path(splits), val(seed), val(fold), val(predictors), val(embedding_name), path(embedding, stageAs: 'embedding/*')
+    tuple val(meta), path(pseudobulk), path(by_batch), path(splits), val(split), val(predictors), val(embedding_name), path(embedding, stageAs: 'embedding/*')
 
     output:
-    tuple val(meta), val(seed), val(fold), path("*.prediction.parquet", arity: '1..*'), emit: prediction
+    tuple val(meta), val(split), path("*.prediction.parquet", arity: '1..*'), emit: prediction
     path "versions.yml"                                                             , emit: versions
 
     when:
@@ -25,8 +25,9 @@ process PREDICT {
         --pseudobulk ${pseudobulk} \\
         --pseudobulk-by-batch ${by_batch} \\
         --splits ${splits} \\
-        --seed ${seed} \\
-        --fold ${fold} \\
+        --task ${split.task} \\
+        --seed ${split.seed} \\
+        --fold ${split.fold} \\
         ${predictors.collect { "--predictor ${it}" }.join(' ')} \\
         ${emb} \\
         --dataset ${meta.id} \\
@@ -39,7 +40,7 @@ process PREDICT {
     stub:
     """
     for predictor in ${predictors.join(' ')}; do
-        touch ${meta.id}.\$predictor.${embedding_name}.seed${seed}.fold${fold}.prediction.parquet
+        touch ${meta.id}.\$predictor.${embedding_name}.${split.task}.seed${split.seed}.fold${split.fold}.prediction.parquet
     done
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml
     """

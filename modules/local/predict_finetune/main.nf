@@ -6,15 +6,15 @@
  * The checkpoint directory is staged as a `path` (part of the resume hash). Label process_gpu.
  */
 process PREDICT_FINETUNE {
-    tag "${meta.id} ${predictor}/${variant} seed${seed} fold${fold}"
+    tag "${meta.id} ${predictor}/${variant} ${split.task} seed${split.seed} fold${split.fold}"
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(h5ad), path(pseudobulk), path(splits), val(seed), val(fold), val(predictor), path(checkpoint, stageAs: 'checkpoint/*'), val(variant)
+    tuple val(meta), path(h5ad), path(pseudobulk), path(splits), val(split), val(predictor), path(checkpoint, stageAs: 'checkpoint/*'), val(variant)
     path gene_id_map
 
     output:
-    tuple val(meta), val(seed), val(fold), path("*.prediction.parquet"), emit: prediction
+    tuple val(meta), val(split), path("*.prediction.parquet"), emit: prediction
     tuple val(meta), path("*.training.csv")                            , emit: training
     path "versions.yml"                                                , emit: versions
 
@@ -30,8 +30,9 @@ process PREDICT_FINETUNE {
         --h5ad ${h5ad} \\
         --pseudobulk ${pseudobulk} \\
         --splits ${splits} \\
-        --seed ${seed} \\
-        --fold ${fold} \\
+        --task ${split.task} \\
+        --seed ${split.seed} \\
+        --fold ${split.fold} \\
         --predictor ${predictor} \\
         --variant ${variant} \\
         --checkpoint ${checkpoint} \\
@@ -46,7 +47,7 @@ process PREDICT_FINETUNE {
     """
 
     stub:
-    def prefix = "${meta.id}.${predictor}.${variant}.seed${seed}.fold${fold}"
+    def prefix = "${meta.id}.${predictor}.${variant}.${split.task}.seed${split.seed}.fold${split.fold}"
     """
     touch ${prefix}.prediction.parquet ${prefix}.training.csv
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

@@ -37,7 +37,7 @@ process PREPROCESS {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.processed.h5ad ${prefix}.pseudobulk.parquet ${prefix}.pseudobulk_by_batch.parquet ${prefix}.de.parquet
-    printf 'seed,fold,perturbation,split\\n0,0,stub,test\\n' > ${prefix}.splits.csv
+    printf 'task,seed,fold,perturbation,split\\nunseen_perturbation,0,0,stub,test\\n' > ${prefix}.splits.csv
     echo '{"stub": true}' > ${prefix}.summary.json
     printf 'perturbation,targets,measured_genes,resolved\\nstub,stub,stub,True\\n' > ${prefix}.label_resolution.csv
     printf 'perturbation,n_cells,n_tested,n_significant,n_de_genes\\nstub,0,0,0,0\\n' > ${prefix}.de_counts.csv

@@ -1,6 +1,6 @@
 /*
  * Each dataset checked (VALIDATE_INPUT) before any work, then filtered, normalised, pseudobulked,
- * tested for DE genes and split into folds x seeds over perturbations (PREPROCESS).
+ * tested for DE genes and split into folds x seeds over perturbations per task (PREPROCESS).
  */
 include { VALIDATE_INPUT } from '../../../modules/local/validate_input/main'
 include { PREPROCESS     } from '../../../modules/local/preprocess/main'
@@ -21,15 +21,15 @@ workflow PREPARE_DATASETS {
         .join(PREPROCESS.out.pseudobulk_by_batch)
         .join(PREPROCESS.out.de)
         .join(PREPROCESS.out.splits)
-    // One entry per dataset x (seed, fold), read from the splits PREPROCESS wrote.
+    // One entry per dataset x split ([task, seed, fold]), read from the splits PREPROCESS wrote.
     ch_splits = ch_processed.flatMap { meta, h5ad, pb, by_batch, de, splits ->
-        splits.splitCsv(header: true).collect { [it.seed as int, it.fold as int] }.unique()
-            .collect { seed, fold -> [meta, h5ad, pb, by_batch, de, splits, seed, fold] }
+        splits.splitCsv(header: true).collect { [task: it.task, seed: it.seed as int, fold: it.fold as int] }.unique()
+            .collect { split -> [meta, h5ad, pb, by_batch, de, splits, split] }
     }
 
     emit:
     processed = ch_processed             // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
-    splits    = ch_splits                // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, seed, fold]
+    splits    = ch_splits                // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, split]
     summary   = PREPROCESS.out.summary   // [meta, summary.json]
     versions  = VALIDATE_INPUT.out.versions.mix(PREPROCESS.out.versions)
 }

@@ -12,6 +12,7 @@ workflow REPORTING {
     ch_metrics       // [meta, metrics.parquet]: EVALUATE and CEILING
     ch_summaries     // [meta, summary.json]
     ch_pseudobulks   // [meta, pseudobulk.parquet]
+    ch_splits        // [meta, splits.csv]
     ch_embeddings    // [meta, embedder, embedding h5ad]
     ch_gene_tables   // [meta, model, gene_table.parquet]
     ch_cell_metrics  // [meta, [cell_metrics.csv, ...]]
@@ -27,6 +28,7 @@ workflow REPORTING {
         byName(ch_metrics.map { it[1] }),
         byName(ch_summaries.map { it[1] }),
         byName(ch_pseudobulks.map { it[1] }),
+        byName(ch_splits.map { it[1] }),
         byName(ch_embeddings.map { it[2] }),
         byName(ch_gene_tables.map { it[2] }).ifEmpty([]),
         byName(ch_cell_metrics.flatMap { it[1] }),

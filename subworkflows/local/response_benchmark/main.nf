@@ -15,7 +15,7 @@ workflow RESPONSE_BENCHMARK {
     take:
     ch_datasets  // [meta, input h5ad]
     ch_processed // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits]
-    ch_splits    // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, seed, fold]
+    ch_splits    // [meta, processed h5ad, pseudobulk, pseudobulk by batch, DE, splits, split]
 
     main:
     def geneInputs = geneModelInputs()
@@ -35,7 +35,7 @@ workflow RESPONSE_BENCHMARK {
         .combine(Channel.fromList(builtins.collect { [it, []] } + tables))
         .mix(EXTRACT_GENE_EMBEDDINGS.out.table)
     EMBED_GENES(
-        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, pb, splits, seed, fold] }
+        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, split -> [meta, pb, splits, split] }
             .combine(ch_sources, by: 0)
     )
 
@@ -50,23 +50,23 @@ workflow RESPONSE_BENCHMARK {
     def variants = finetune ? finetuneVariants() : []
     def tasksPerSplit = (floors ? 1 : 0) + nSources * groups.size() + finetune.size() * variants.size()
 
-    ch_split_inputs = ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold ->
-        [[meta, seed, fold], pb, by_batch, splits] }
+    ch_split_inputs = ch_splits.map { meta, h5ad, pb, by_batch, de, splits, split ->
+        [[meta, split], pb, by_batch, splits] }
     ch_floor_tasks = floors ? ch_split_inputs.map { key, pb, by_batch, splits ->
-        [key[0], pb, by_batch, splits, key[1], key[2], floors, 'none', []] } : Channel.empty()
+        [key[0], pb, by_batch, splits, key[1], floors, 'none', []] } : Channel.empty()
     ch_embedding_tasks = ch_split_inputs
-        .combine(EMBED_GENES.out.embedding.map { meta, seed, fold, source, emb -> [[meta, seed, fold], source, emb] }, by: 0)
+        .combine(EMBED_GENES.out.embedding.map { meta, split, source, emb -> [[meta, split], source, emb] }, by: 0)
         .combine(Channel.fromList(groups.collect { [it] }))
-        .map { key, pb, by_batch, splits, source, emb, group -> [key[0], pb, by_batch, splits, key[1], key[2], group, source, emb] }
+        .map { key, pb, by_batch, splits, source, emb, group -> [key[0], pb, by_batch, splits, key[1], group, source, emb] }
     ch_predict = ch_floor_tasks.mix(ch_embedding_tasks)
-        .branch { gpu: onGpu('predictor', it[6][0])
+        .branch { gpu: onGpu('predictor', it[5][0])
                   cpu: true }
     PREDICT(ch_predict.cpu)
     PREDICT_GPU(ch_predict.gpu)
 
     // Fine-tuned foundation models: one task per split x predictor x variant (process_gpu).
     PREDICT_FINETUNE(
-        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, splits, seed, fold] }
+        ch_splits.map { meta, h5ad, pb, by_batch, de, splits, split -> [meta, h5ad, pb, splits, split] }
             .combine(Channel.fromList(checkpoints(finetune, '--predictors', 'predictor')))
             .combine(Channel.fromList(variants)),
         optionalFile(params.gene_id_map),
@@ -74,13 +74,13 @@ workflow RESPONSE_BENCHMARK {
 
     // Every prediction of a split, gathered as soon as the split's last PREDICT task is done.
     ch_evaluate = PREDICT.out.prediction.mix(PREDICT_GPU.out.prediction, PREDICT_FINETUNE.out.prediction)
-        .map { meta, seed, fold, files -> [groupKey([meta, seed, fold], tasksPerSplit), files] }
+        .map { meta, split, files -> [groupKey([meta, split], tasksPerSplit), files] }
         .groupTuple()
         .map { key, files -> key.getGroupTarget() + [files.flatten().sort { it.name }] }
         .combine(ch_processed.map { meta, h5ad, pb, by_batch, de, splits -> [meta, pb, de, splits] }, by: 0)
     EVALUATE(ch_evaluate)
 
-    CEILING(ch_splits.map { meta, h5ad, pb, by_batch, de, splits, seed, fold -> [meta, h5ad, pb, de, splits, seed, fold] })
+    CEILING(ch_splits.map { meta, h5ad, pb, by_batch, de, splits, split -> [meta, h5ad, pb, de, splits, split] })
 
     emit:
     metrics     = EVALUATE.out.metrics.mix(CEILING.out.metrics)  // [meta, metrics.parquet]

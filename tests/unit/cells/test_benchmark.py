@@ -138,7 +138,7 @@ def test_command_rejects_bad_relationships_and_unknown_alignment(screen, tmp_pat
 
     write_h5ad(result.adata, tmp_path / "p.h5ad")
     write_h5ad(pca(result.adata, n_comps=5), tmp_path / "e.h5ad")
-    write_table(result.splits.set_index("seed"), tmp_path / "splits.csv")
+    write_table(result.splits.set_index("task"), tmp_path / "splits.csv")
     (tmp_path / "rels.tsv").write_text("first\tsecond\nA\tB\n")
     base = [sys.executable, str(BIN / "eval_cell_embeddings.py"), "--embedding", "e.h5ad", "--h5ad", "p.h5ad",
             "--splits", "splits.csv", "--dataset", "d", "--prefix", "out"]

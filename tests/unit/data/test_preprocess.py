@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from pertprobe.data.preprocess import PreprocessConfig, load_counts, make_splits, preprocess
+from pertprobe.data.preprocess import PreprocessConfig, load_counts, preprocess
+from pertprobe.data.tasks import TaskConfig, TaskNotApplicable, unseen_perturbation
 from scipy import stats
 
 CONFIG = PreprocessConfig(min_genes_per_cell=20, n_hvg=80, n_folds=4, seeds=(0, 1))
@@ -82,6 +83,7 @@ def test_de_table_is_de_py_on_all_genes_restricted_to_the_selection(processed):
 def test_splits_cover_each_perturbation_once_per_seed(processed):
     _, result = processed
     splits, perts = result.splits, set(result.pseudobulk.perturbations)
+    splits = splits[splits["task"] == "unseen_perturbation"]
     for seed, per_seed in splits.groupby("seed"):
         test = per_seed[per_seed["split"] == "test"]
         assert sorted(test["perturbation"]) == sorted(perts)  # every perturbation tested exactly once
@@ -97,12 +99,13 @@ def test_splits_cover_each_perturbation_once_per_seed(processed):
 
 def test_splits_deterministic_and_seed_dependent():
     perts = [f"P{i}" for i in range(30)] + ["P1+P2"]
-    a, b = make_splits(perts, 5, (0, 1)), make_splits(perts, 5, (0, 1))
+    config = TaskConfig(n_folds=5, seeds=(0, 1))
+    a, b = unseen_perturbation(perts, config), unseen_perturbation(perts, config)
     pd.testing.assert_frame_equal(a, b)
     fold0 = a[(a["split"] == "test") & (a["fold"] == 0)]
     assert set(fold0[fold0["seed"] == 0]["perturbation"]) != set(fold0[fold0["seed"] == 1]["perturbation"])
-    with pytest.raises(ValueError, match="n_folds"):
-        make_splits(perts[:3], 5, (0,))
+    with pytest.raises(TaskNotApplicable, match="n_folds"):
+        unseen_perturbation(perts[:3], TaskConfig(n_folds=5))
 
 
 def test_preprocess_is_deterministic(processed, small_sim, tmp_path):
@@ -158,7 +161,7 @@ def test_report_names_unresolved_perturbations():
     from pertprobe.report.html import render_html
     from pertprobe.report.leaderboard import leaderboard
 
-    metrics = pd.DataFrame({"dataset": "d", "split": "fold0", "seed": 0, "model": ["mean", "ceiling"],
+    metrics = pd.DataFrame({"dataset": "d", "task": "unseen_perturbation", "split": "fold0", "seed": 0, "model": ["mean", "ceiling"],
                             "embedding": "none", "perturbation": "A", "metric": "mse", "value": [1.0, 0.5],
                             "fallback": False, "n_fit": np.nan})
     summary = {"n_cells": 10, "unresolved_perturbations": ["sgX_1"], "perturbations_with_fewer_de_genes": ["B", "C"],

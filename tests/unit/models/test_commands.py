@@ -205,7 +205,7 @@ def test_predict_finetune_writes_stable_predictions_that_evaluate_scores(workdir
             "--seed", "0", "--fold", "1", "--predictor", "scgpt_finetune", "--variant", "no_transformer",
             "--checkpoint", "scgpt", "--dataset", "d", "--epochs", "2", "--max-steps", "3", "--batch-size", "8",
             "--pool-size", "8", "--max-cells-per-perturbation", "8"]
-    stem = "d.scgpt_finetune.no_transformer.seed0.fold1"
+    stem = "d.scgpt_finetune.no_transformer.unseen_perturbation.seed0.fold1"
     outputs = []
     for out in ("a", "b"):
         result = run(BIN / "predict_finetune.py", *args, "--out-dir", out, cwd=workdir)

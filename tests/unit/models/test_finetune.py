@@ -50,7 +50,7 @@ def setup(tmp_path_factory):
     noise = torch.Generator().manual_seed(0)
     state = {k: v + 0.1 * torch.randn(v.shape, generator=noise) if "norm" in k else v for k, v in state.items()}
     torch.save(state, checkpoint / "best_model.pt")
-    rows = result.splits[result.splits["fold"] == 0]
+    rows = result.splits[(result.splits["task"] == "unseen_perturbation") & (result.splits["fold"] == 0)]
     train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
     test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
     cells = cells_from_anndata(result.adata, result.pseudobulk)

@@ -26,9 +26,9 @@ def inputs():
             for split in ("fold0", "fold1"):
                 for p in PERTS:
                     value = mean + 0.001 * rng.standard_normal()
-                    rows.append(("d", split, seed, model, embedding, p, "pearson_delta", value, False, 8.0))
+                    rows.append(("d", "unseen_perturbation", split, seed, model, embedding, p, "pearson_delta", value, False, 8.0))
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    training = pd.DataFrame([{"dataset": "d", "predictor": "scgpt_finetune", "variant": v, "seed": s, "fold": f,
+    training = pd.DataFrame([{"dataset": "d", "task": "unseen_perturbation", "predictor": "scgpt_finetune", "variant": v, "seed": s, "fold": f,
                               "n_parameters": n, "n_trainable": n, "n_tensors_loaded": t, "epochs": 15,
                               "seconds_per_epoch": 10.0 + f, "peak_memory_mb": 100.0 * (f + 1),
                               "final_train_mse": 0.1, "best_val_pearson": 0.5}

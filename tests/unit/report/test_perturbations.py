@@ -102,7 +102,7 @@ def _rows(model, embedding, metric, values, fallback=()):
     """values: perturbation -> (seed 0 value, seed 1 value); fallback: (perturbation, seed) pairs."""
     splits = {0: {"P1": "fold0", "P2": "fold0", "P3": "fold1", "P4": "fold1"},
               1: {"P1": "fold0", "P3": "fold0", "P2": "fold1", "P4": "fold1"}}
-    return [("d", splits[seed][p], seed, model, embedding, p, metric, v[seed], (p, seed) in fallback, 3.0)
+    return [("d", "unseen_perturbation", splits[seed][p], seed, model, embedding, p, metric, v[seed], (p, seed) in fallback, 3.0)
             for p, v in values.items() for seed in (0, 1)]
 
 
@@ -191,7 +191,7 @@ def test_report_has_the_three_views_or_a_note_without_pseudobulk(scored, pb, kno
     for heading in ("Per-perturbation views", "Scores per perturbation", "Own-target knockdown",
                     "Similarity of observed responses"):
         assert heading in page
-    assert page.index("Per-perturbation views") < page.index("<h2>Dataset d</h2>")
+    assert page.index("Per-perturbation views") < page.index("<h3>Dataset d</h3>")
     assert "<td class='worse'>0.300 ▼</td>" in page and "No perturbation has a measured target." in page
     with_targets = render_html(board, metrics, {}, [], "", pseudobulks={"d": knockdown_pb})
     assert "3 perturbation(s) have a measured target; 1 have every measured target knocked down" in with_targets

@@ -14,10 +14,10 @@ def test_leaderboard_means_per_split_then_over_splits():
     # model a: split means 0.2 and 0.4 ; model b: split means 0.5 and 0.5 (one undefined value)
     # model a fell back to the mean for p1 in fold0 and was fitted on 7 and 9 training perturbations
     for split, values, n_fit in (("fold0", [0.1, 0.3], 7.0), ("fold1", [0.4, 0.4], 9.0)):
-        rows += [("d", split, 0, "a", "none", f"p{i}", "rank_delta", v, split == "fold0" and i == 1, n_fit)
+        rows += [("d", "unseen_perturbation", split, 0, "a", "none", f"p{i}", "rank_delta", v, split == "fold0" and i == 1, n_fit)
                  for i, v in enumerate(values)]
     for split, values in (("fold0", [0.5, np.nan]), ("fold1", [0.5, 0.5])):
-        rows += [("d", split, 0, "b", "none", f"p{i}", "rank_delta", v, False, np.nan) for i, v in enumerate(values)]
+        rows += [("d", "unseen_perturbation", split, 0, "b", "none", f"p{i}", "rank_delta", v, False, np.nan) for i, v in enumerate(values)]
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     board = leaderboard(metrics).set_index("model")
     assert board.loc["a", "mean"] == pytest.approx(0.3)

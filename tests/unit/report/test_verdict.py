@@ -47,9 +47,9 @@ def inputs():
     for (model, embedding), means in MEANS.items():
         for metric, mean in zip(METRICS, means, strict=True):
             for split, shift in (("fold0", -0.01), ("fold1", 0.01)):
-                rows += [("d", split, 0, model, embedding, p, metric, mean + shift, False, 8.0) for p in ("p0", "p1")]
+                rows += [("d", "unseen_perturbation", split, 0, model, embedding, p, metric, mean + shift, False, 8.0) for p in ("p0", "p1")]
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    stats = pd.DataFrame([{"dataset": "d", "metric": m, "predictor_a": a, "predictor_b": b, "mean_difference": d,
+    stats = pd.DataFrame([{"dataset": "d", "task": "unseen_perturbation", "metric": m, "predictor_a": a, "predictor_b": b, "mean_difference": d,
                            "p_perturbation": p, "t_corrected": 3.0, "p_corrected": p, "n_splits": 2, "n_folds": 2,
                            "ci_low": lo, "ci_high": hi, "n_perturbations": 2} for m, a, b, d, p, lo, hi in PAIRS],
                          columns=COLUMNS)
@@ -142,8 +142,8 @@ def test_gap_scores_and_figure(inputs):
 def test_report_opens_with_the_verdict(inputs):
     board, stats, metrics = inputs
     page = render_html(board, metrics, {}, [], "", stats)
-    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Dataset")
-    verdict = page[page.index("<h2>Verdict</h2>"):page.index("<h2>Dataset")]
+    assert page.index("<h2>Verdict</h2>") < page.index("<h3>Dataset")
+    verdict = page[page.index("<h2>Verdict</h2>"):page.index("<h3>Dataset")]
     assert "✓ floor +0.100 [+0.050, +0.150] p=0.01" in verdict and "random twin" in verdict
     assert "data:image/png;base64," in verdict
     assert "Not in the figure (the floor-to-ceiling gap is undefined): rank_delta" in verdict

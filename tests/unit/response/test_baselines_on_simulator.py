@@ -18,7 +18,7 @@ def scores():
     result = preprocess(load_counts(TEST_DATA / "sim_crispri.h5ad", spec), spec, config)
     pb = result.pseudobulk
     frames = []
-    for (seed, fold), rows in result.splits.groupby(["seed", "fold"]):
+    for (seed, fold), rows in result.splits[result.splits["task"] == "unseen_perturbation"].groupby(["seed", "fold"]):
         train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
         test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
         observed = pb.means.loc[test]

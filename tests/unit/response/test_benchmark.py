@@ -31,7 +31,7 @@ def run():
     observed_de = ObservedDE.from_table(result.de, pb.targets, alpha=0.05, pseudocount=1.0)
     scored = {"reference": None, "weights": weights, "observed_de": observed_de}
     frames = []
-    for (seed, fold), rows in result.splits.groupby(["seed", "fold"]):
+    for (seed, fold), rows in result.splits[result.splits["task"] == "unseen_perturbation"].groupby(["seed", "fold"]):
         train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
         test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
         observed = pb.means.loc[test]
@@ -51,7 +51,7 @@ def run():
                       .assign(embedding="none"))
         for frame in frames[-(len(runs) + 2):]:
             frame["seed"], frame["split"] = seed, f"fold{fold}"
-    metrics = pd.concat(frames, ignore_index=True).assign(dataset="sim")
+    metrics = pd.concat(frames, ignore_index=True).assign(dataset="sim", task="unseen_perturbation")
     return metrics, result
 
 
@@ -180,7 +180,7 @@ def test_additive_beats_mean_on_combinations_whose_singles_were_trained(run):
     sel = metrics[metrics["perturbation"].isin(combos) & (metrics["metric"] == "pearson_delta")]
     additive = sel[sel["model"] == "additive"].set_index(["seed", "split", "perturbation"])["value"]
     mean = sel[sel["model"] == "mean"].set_index(["seed", "split", "perturbation"])["value"]
-    splits = result.splits
+    splits = result.splits[result.splits["task"] == "unseen_perturbation"]
     trained = []
     for (seed, split, pert) in additive.index:
         rows = splits[(splits["seed"] == seed) & (splits["fold"] == int(split.removeprefix("fold")))]

@@ -94,7 +94,7 @@ def test_replicate_duplicate_splits_by_batch():
 def _board(means, sd=0.01, n_splits=5, metric=("pearson_delta", "rank_delta")):
     models = ["mean", "linear", "linear", "ceiling", "target_only"]
     return pd.DataFrame({
-        "dataset": "d", "metric": [m for m in metric for _ in models], "model": models * len(metric),
+        "dataset": "d", "task": "unseen_perturbation", "metric": [m for m in metric for _ in models], "model": models * len(metric),
         "embedding": ["none", "data_pca", "random", "none", "none"] * len(metric),
         "mean": means, "sd": sd, "n_splits": n_splits,
     })
@@ -140,9 +140,9 @@ def test_paired_comparisons_match_scipy():
             for p in range(10):
                 base = rng.normal()
                 for model, shift in (("a", 0.3), ("b", 0.0)):
-                    rows.append(("d", f"fold{fold}", seed, model, "none", f"p{p}", "pearson_delta",
+                    rows.append(("d", "unseen_perturbation", f"fold{fold}", seed, model, "none", f"p{p}", "pearson_delta",
                                  base + shift + rng.normal(scale=0.1)))
-    metrics = pd.DataFrame(rows, columns=["dataset", "split", "seed", "model", "embedding", "perturbation", "metric",
+    metrics = pd.DataFrame(rows, columns=["dataset", "task", "split", "seed", "model", "embedding", "perturbation", "metric",
                                           "value"])
     out = paired_comparisons(metrics, n_bootstrap=1000).iloc[0]
     per_split = metrics.groupby(["model", "seed", "split"])["value"].mean().unstack("model")

@@ -28,7 +28,7 @@ def data(tmp_path_factory):
     spec = DatasetSpec(batch_col="batch")
     result = preprocess(load_counts(path, spec), spec,
                         PreprocessConfig(min_genes_per_cell=20, n_hvg=80, n_folds=3, seeds=(0,)))
-    rows = result.splits[result.splits["fold"] == 0]
+    rows = result.splits[(result.splits["task"] == "unseen_perturbation") & (result.splits["fold"] == 0)]
     train = rows.loc[rows["split"] == "train", "perturbation"].tolist()
     test = rows.loc[rows["split"] == "test", "perturbation"].tolist()
     return result.pseudobulk, result.pseudobulk_by_batch, train, test
