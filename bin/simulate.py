@@ -11,7 +11,10 @@ from pertprobe.cli import command
 @click.option("--relationships", "relationships_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the known relationships (same-program target pairs) as TSV.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--perturbation-type", type=click.Choice(["CRISPRi", "CRISPRa", "KO"]), default="CRISPRi", show_default=True)
+@click.option("--perturbation-type", type=click.Choice(["CRISPRi", "CRISPRa", "KO", "drug"]), default="CRISPRi",
+              show_default=True, help="drug: every compound of --compound-table, effects a function of its fingerprint.")
+@click.option("--compound-table", default="", type=click.Path(dir_okay=False),
+              help="drug: CSV compound,smiles (e.g. assets/compounds/well_known_drugs.csv).")
 @click.option("--n-genes", default=500, show_default=True, type=click.IntRange(min=10))
 @click.option("--n-programs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--program-size", default=30, show_default=True, type=click.IntRange(min=1))

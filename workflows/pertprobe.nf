@@ -10,12 +10,13 @@ include { REPORTING                } from '../subworkflows/local/reporting/main'
 workflow PERTPROBE {
     take:
     ch_datasets  // [meta, h5ad], one per samplesheet row
+    ch_compounds // [meta, compound table], drug rows that name one
     ch_versions  // versions.yml of the initialisation
 
     main:
-    PREPARE_DATASETS(ch_datasets)
+    PREPARE_DATASETS(ch_datasets, ch_compounds)
     CELL_EMBEDDING_BENCHMARK(ch_datasets, PREPARE_DATASETS.out.processed)
-    RESPONSE_BENCHMARK(ch_datasets, PREPARE_DATASETS.out.processed, PREPARE_DATASETS.out.splits)
+    RESPONSE_BENCHMARK(ch_datasets, PREPARE_DATASETS.out.processed, PREPARE_DATASETS.out.splits, ch_compounds)
     REPORTING(
         RESPONSE_BENCHMARK.out.metrics,
         PREPARE_DATASETS.out.summary,

@@ -87,11 +87,11 @@ def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
     from .data.layouts import LAYOUTS, resolve
 
     @functools.wraps(func)
-    def wrapper(*args: Any, perturbation_col: str, control_label: str, batch_col: str | None,
+    def wrapper(*args: Any, perturbation_col: str, control_label: str, batch_col: str | None, dose_col: str | None,
                 counts_layer: str | None, perturbation_type: str, gene_id_type: str,
                 gene_symbol_col: str | None, min_cells_per_perturbation: int, layout: str, **kwargs: Any) -> Any:
         spec = DatasetSpec(layout=layout, perturbation_col=perturbation_col, control_label=control_label,
-                           batch_col=batch_col or None, counts_layer=counts_layer or None,
+                           batch_col=batch_col or None, dose_col=dose_col or None, counts_layer=counts_layer or None,
                            perturbation_type=perturbation_type, gene_id_type=gene_id_type,
                            gene_symbol_col=gene_symbol_col or None,
                            min_cells_per_perturbation=min_cells_per_perturbation)
@@ -101,6 +101,7 @@ def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--perturbation-col", default="perturbation", show_default=True, help="obs column of perturbation labels."),
         click.option("--control-label", default="control", show_default=True, help="Label of control cells."),
         click.option("--batch-col", default=None, help="obs column of batches (optional)."),
+        click.option("--dose-col", default=None, help="obs column of doses, numbers (drug datasets; optional)."),
         click.option("--counts-layer", default=None, help="Layer holding raw counts (default: X)."),
         click.option("--perturbation-type", default="CRISPRi", show_default=True,
                      help=f"One of {', '.join(PERTURBATION_TYPES)}."),

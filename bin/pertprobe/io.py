@@ -94,3 +94,22 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return obj
+
+
+def read_text_columns(path: str | os.PathLike, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A small CSV/TSV (by suffix) of text cells with at least `columns` (only those kept, stripped);
+    an unreadable file or a missing column raises `InputError` naming the file and the header to give."""
+    from .errors import InputError
+
+    path = Path(path)
+    header = ",".join(columns)
+    try:
+        table = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise InputError(path, "file", f"cannot be read ({err})", f"give a CSV/TSV with columns {header}") from err
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(path, ",".join(missing), f"column(s) missing (found {list(table.columns)})",
+                         f"give a header line {header}")
+    return table[list(columns)].apply(lambda col: col.str.strip())
+

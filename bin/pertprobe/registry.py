@@ -28,7 +28,8 @@ KINDS = {
 PROFILES = ("minimal", "paper", "full")
 # Modules whose import registers entries (the implementations, not a list of names).
 IMPLEMENTATIONS = (
-    "pertprobe.data.tasks", "pertprobe.response.predictors", "pertprobe.response.gene_embeddings", "pertprobe.response.metrics",
+    "pertprobe.data.tasks", "pertprobe.response.predictors", "pertprobe.response.gene_embeddings",
+    "pertprobe.response.molecule_embeddings", "pertprobe.response.metrics",
     "pertprobe.response.de_agreement",
     "pertprobe.cells.embedders", "pertprobe.cells.alignment", "pertprobe.cells.benchmark",
     "pertprobe.models.cellplm", "pertprobe.models.esm2", "pertprobe.models.geneformer",
@@ -58,6 +59,7 @@ class Entry:
     perfect: float | None = None  # metric: the value of a perfect prediction (the end of its range)
     ceiling_method: str | None = None  # metric: how its noise ceiling is estimated (response/bounds.py)
     needs: tuple[str, ...] = ()  # inputs besides the processed dataset: 'de_genes', 'test_metadata', ...
+    perturbation_types: tuple[str, ...] = ()  # predictor / gene embedding: the types it is defined for (empty: all)
     checkpoint: bool = False  # foundation model: reads --<name>_model, runs in its own container
     model: str | None = None  # fine-tuned predictor: the foundation model whose --<model>_model it trains
     side_input: str | None = None  # foundation model: the parameter of its extra file (e.g. 'protein_fasta')
@@ -72,6 +74,7 @@ class Entry:
         out.pop("func")
         out["profiles"] = list(self.profiles)
         out["needs"] = list(self.needs)
+        out["perturbation_types"] = list(self.perturbation_types)
         out["checkpoint_files"] = list(self.checkpoint_files)
         return out
 
@@ -127,6 +130,11 @@ def _module_rank(entry: Entry) -> int:
 
 def names(kind: str, **where: Any) -> list[str]:
     return [e.name for e in entries(kind, **where)]
+
+
+def applies(entry: Entry, perturbation_type: str) -> bool:
+    """Whether `entry` is defined for a dataset of `perturbation_type`."""
+    return not entry.perturbation_types or perturbation_type in entry.perturbation_types
 
 
 def foundation_models() -> list[str]:

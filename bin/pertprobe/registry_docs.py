@@ -9,8 +9,8 @@ from .registry import KINDS, PROFILES, as_json, entries
 # Per kind, the fields a reader needs besides name, description and profiles (in this order).
 COLUMNS = {
     "task": (),
-    "predictor": ("floor", "shortcut", "needs_embedding", "needs", "model", "gpu"),
-    "gene_embedding": ("floor", "checkpoint", "side_input", "container"),
+    "predictor": ("floor", "shortcut", "needs_embedding", "needs", "perturbation_types", "model", "gpu"),
+    "gene_embedding": ("floor", "checkpoint", "side_input", "needs", "perturbation_types", "container"),
     "cell_embedder": ("floor", "checkpoint", "gpu", "container"),
     "metric": ("higher_is_better", "perfect", "ceiling_method", "needs"),
     "alignment": (),

@@ -363,3 +363,39 @@ def test_foundation_model_without_checkpoint_fails_before_running(tmp_path):
     assert result.returncode != 0
     assert "needs --geneformer_model" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "preprocess").exists()
+
+
+def test_a_drug_screen_runs_with_molecule_embeddings_and_without_target_floors(tmp_path):
+    """A simulated drug screen (the bundled well-known drugs, with doses and compound pairs): the molecule
+    embeddings run, the floors defined only for genetic perturbations are left out and said to be."""
+    from pertprobe.data.compounds import BUNDLED
+    from pertprobe.data.simulate import SimulationConfig, simulate
+
+    adata = simulate(SimulationConfig(perturbation_type="drug", compound_table=str(BUNDLED), n_double=6, n_genes=300,
+                                      n_programs=6, program_size=20, cells_per_perturbation=30, n_control=300,
+                                      seed=2)).to_anndata()
+    adata.obs["dose"] = np.where(adata.obs["perturbation"] == "control", 0.0, 1.0)
+    adata.write_h5ad(tmp_path / "drugs.h5ad")
+    shutil.copy(BUNDLED, tmp_path / "compounds.csv")
+    (tmp_path / "sheet.csv").write_text("dataset,h5ad,perturbation_type,gene_id_type,batch_col,dose_col,compound_table\n"
+                                        "drugs,drugs.h5ad,drug,symbol,batch,dose,compounds.csv\n")
+    (tmp_path / "drugs.config").write_text("params { gene_models = ''; known_relationships = ''; cell_embedders = 'pca' }\n")
+    nextflow(tmp_path, "-profile", "test", "-c", str(tmp_path / "drugs.config"), "--input", str(tmp_path / "sheet.csv"),
+             "--outdir", "results", "--predictors", "minimal", "-with-trace", "trace.txt")
+    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    assert set(board["model"]) >= {"no_change", "mean", "linear"}
+    assert not set(board["model"]) & {"crispr_informed_mean", "target_only"}  # no target gene: left out, not faked
+    assert set(board.loc[board["model"] == "linear", "embedding"]) == {"morgan", "rdkit_descriptors", "random"}
+    assert set(board["task"]) == set(names("task"))  # the compound pairs make the combination task
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert "Not defined for drug perturbations, so left out" in html and "crispr_informed_mean" in html
+    trace = read_trace(tmp_path / "trace.txt")
+    assert set(trace["status"]) == {"COMPLETED"} and not (trace["process"] == "EXTRACT_GENE_EMBEDDINGS").any()
+
+
+def test_a_drug_screen_without_its_compound_table_stops_at_start(tmp_path):
+    shutil.copy(TEST_DATA / "sim_crispri.h5ad", tmp_path / "d.h5ad")
+    (tmp_path / "sheet.csv").write_text("dataset,h5ad,perturbation_type,gene_id_type\nd,d.h5ad,drug,symbol\n")
+    result = nextflow(tmp_path, "-profile", "test", "--input", str(tmp_path / "sheet.csv"), "--outdir", "results",
+                      check=False)
+    assert result.returncode != 0 and "needs the samplesheet's compound_table" in result.stdout + result.stderr

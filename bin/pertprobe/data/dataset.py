@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PERTURBATION_TYPES = ("CRISPRi", "CRISPRa", "KO", "drug")
+GENETIC_TYPES = ("CRISPRi", "CRISPRa", "KO")  # perturbations of a target gene
 GENE_ID_TYPES = ("symbol", "ensembl")
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 COMBINATION_SEP = "+"
@@ -27,6 +28,7 @@ class DatasetSpec:
     gene_id_type: str = "symbol"
     gene_symbol_col: str | None = None
     min_cells_per_perturbation: int = 10
+    dose_col: str | None = None  # drug: obs column of doses (numbers); checked, recorded (docs/tasks.md)
     layout: str = "pertprobe"  # the file's downloaded layout (data/layouts.py): pertprobe, gears, scperturb
 
 

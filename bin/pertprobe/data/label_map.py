@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..io import read_text_columns
 from .dataset import DatasetSpec
 from .layouts import contract_labels
 
@@ -18,16 +19,7 @@ COLUMNS = ("label", "target")
 def read_label_map(path: str | Path) -> dict[str, str]:
     """label -> target (a gene, `A+B` for a combination, or the control label); bad tables raise
     `InputError` naming the file and the fix."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise InputError(path, "file", f"cannot be read ({err})", "give a CSV/TSV with columns label,target") from err
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(path, ",".join(missing), f"column(s) missing (found {list(table.columns)})",
-                         "give a header line label,target")
-    table = table[list(COLUMNS)].apply(lambda col: col.str.strip())
+    table = read_text_columns(path, COLUMNS)
     empty = table[(table["label"] == "") | (table["target"] == "")]
     if len(empty):
         raise InputError(path, "label/target", f"{len(empty)} rows with an empty label or target",

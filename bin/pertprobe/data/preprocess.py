@@ -138,11 +138,12 @@ class Preprocessed:
     de_counts: pd.DataFrame  # per perturbation: cells, genes tested, significant genes, DE genes used
 
 
-def label_resolution(perturbations: list[str], targets: dict[str, list[str]]) -> pd.DataFrame:
+def label_resolution(perturbations: list[str], targets: dict[str, list[str]], drug: bool = False) -> pd.DataFrame:
     """One row per perturbation: its target labels, the measured genes they resolve to, and whether
-    every target resolved (an unresolved perturbation is predicted and scored without its targets)."""
+    every target resolved (an unresolved perturbation is predicted and scored without its targets;
+    compounds have no target gene, so for drugs nothing is left to resolve)."""
     rows = [{"perturbation": p, "targets": "+".join(split_targets(p)), "measured_genes": ";".join(targets.get(p, [])),
-             "resolved": len(targets.get(p, [])) == len(split_targets(p))} for p in perturbations]
+             "resolved": drug or len(targets.get(p, [])) == len(split_targets(p))} for p in perturbations]
     return pd.DataFrame(rows, columns=["perturbation", "targets", "measured_genes", "resolved"])
 
 
@@ -150,7 +151,10 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     """Run the whole preprocessing of one dataset."""
     n_cells_in, n_genes_in = raw.n_obs, raw.n_vars
     LOG.info("preprocess: %d cells x %d genes; QC", n_cells_in, n_genes_in)
-    targets = target_map(sorted(raw.obs["perturbation"].unique()), raw.var, spec.control_label)
+    labels = sorted(raw.obs["perturbation"].unique())
+    # A compound has no target gene, even where its name happens to be a gene symbol.
+    targets = ({p: [] for p in labels if p != spec.control_label} if spec.perturbation_type == "drug"
+               else target_map(labels, raw.var, spec.control_label))
     target_genes = {g for genes in targets.values() for g in genes}
     min_genes = auto_min_genes_per_cell(n_genes_in) if config.min_genes_per_cell is None else config.min_genes_per_cell
     adata = quality_control(raw, min_genes, config.min_cells_per_gene, target_genes)
@@ -204,7 +208,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     weights = rest_weights(adata.X, labels, adata.var_names, spec.control_label)
     de = de_table(stats, top, weights.loc[perts])
     splits, task_status = make_splits(perts, list(config.tasks), config.task)
-    resolution = label_resolution(perts, pb.targets)
+    resolution = label_resolution(perts, pb.targets, drug=spec.perturbation_type == "drug")
     summary = {
         "n_cells_input": n_cells_in, "n_genes_input": n_genes_in,
         "n_cells": adata.n_obs, "n_genes": adata.n_vars,

@@ -11,6 +11,10 @@ Model (all effects are log fold-changes on a gene's expected expression):
 * CRISPRi/KO multiply the target's expression by ``knockdown_fraction``; CRISPRa by
   ``activation_fold``;
 * double perturbations ``A+B`` add both single effects, some with an extra interaction term;
+* drugs (``perturbation_type='drug'``, compounds from ``compound_table``) have no target gene: a
+  compound moves each program by a fixed random linear function of its Morgan fingerprint bits, so
+  structurally similar compounds act alike (the signal a fingerprint embedding can carry), plus the
+  shared response; doubles are compound pairs;
 * perturbations of non-expressed genes change nothing (a null set);
 * batches add a gene-wise log fold-change and a library-size shift;
 * counts are negative binomial (gamma-Poisson) around ``library_size * expression``.
@@ -24,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-SIMULATED_TYPES = ("CRISPRi", "CRISPRa", "KO")
+SIMULATED_TYPES = ("CRISPRi", "CRISPRa", "KO", "drug")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class SimulationConfig:
     dispersion: float = 5.0
     library_size: float = 4000.0
     control_label: str = "control"
+    compound_table: str = ""  # drug: CSV compound,smiles (data/compounds.py); every compound is simulated
+    drug_effect_sd: float = 1.0  # drug: SD of a compound's program scores, in units of the program loadings
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +67,8 @@ class SimulationConfig:
             raise ValueError(f"perturbation_type must be one of {SIMULATED_TYPES}, got {self.perturbation_type!r}")
         if self.n_programs * self.program_size > self.n_genes:
             raise ValueError("n_programs * program_size must not exceed n_genes")
+        if self.perturbation_type == "drug" and not self.compound_table:
+            raise ValueError("drug simulations need compound_table (a CSV compound,smiles)")
         if self.n_double > 0 and self.n_single < 2:
             raise ValueError("double perturbations need at least two single perturbations")
         if self.n_single > self.n_programs * self.program_size:
@@ -103,6 +111,35 @@ class SimulatedPerturbSeq:
             genes = sorted(group.index)
             rows += [(a, b, "program") for i, a in enumerate(genes) for b in genes[i + 1:]]
         return pd.DataFrame(rows, columns=["gene_a", "gene_b", "source"])
+
+
+def _drug_effects(config: SimulationConfig, loadings: np.ndarray, shared: np.ndarray,
+                  rng: np.random.Generator) -> tuple[list[dict], list[np.ndarray]]:
+    """Every compound of the table (and `n_double` seeded compound pairs, additive with an interaction
+    term on every second): program scores = its Morgan bits times a fixed Gaussian matrix, scaled to
+    `drug_effect_sd` over compounds."""
+    from .compounds import morgan_fingerprints, read_compound_table
+
+    table = read_compound_table(config.compound_table)
+    bits = morgan_fingerprints(table)
+    weights = np.random.default_rng([config.seed, 17]).normal(size=(bits.shape[1], config.n_programs))
+    scores = bits.to_numpy() @ weights
+    scores = config.drug_effect_sd * (scores - scores.mean(axis=0)) / scores.std(axis=0).clip(min=1e-12)
+    effect = {name: s @ loadings + shared for name, s in zip(bits.index, scores, strict=True)}
+    rows = [{"targets": name, "class": "drug", "efficacy": 1.0, "target_program": -1} for name in bits.index]
+    effects = list(effect.values())
+    names = list(bits.index)
+    pairs: set[tuple[str, str]] = set()
+    while len(pairs) < min(config.n_double, len(names) * (len(names) - 1) // 2):
+        a, b = sorted(rng.choice(names, size=2, replace=False).tolist())
+        pairs.add((a, b))
+    for i, (a, b) in enumerate(sorted(pairs)):
+        lfc = effect[a] + effect[b] - shared
+        if i % 2 == 1:
+            lfc = lfc + rng.normal(0.0, config.interaction_sd, size=len(lfc)) * (loadings != 0).any(axis=0)
+        rows.append({"targets": f"{a}+{b}", "class": "drug_double", "efficacy": 1.0, "target_program": -1})
+        effects.append(lfc)
+    return rows, effects
 
 
 def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
@@ -155,11 +192,14 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
         "CRISPRi": np.log(config.knockdown_fraction),
         "KO": np.log(config.knockdown_fraction),
         "CRISPRa": np.log(config.activation_fold),
-    }[config.perturbation_type]
+    }.get(config.perturbation_type, 0.0)
 
     rows: list[dict] = []
     effects: list[np.ndarray] = []
     single_effect: dict[int, np.ndarray] = {}
+    if config.perturbation_type == "drug":
+        rows, effects = _drug_effects(config, loadings, shared, rng)
+        regulators, classes = regulators[:0], classes[:0]
     for gene, cls in zip(regulators, classes, strict=True):
         eff = efficacy[cls]
         scale = rng.uniform(0.6, 1.4)
@@ -169,7 +209,7 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
         rows.append({"targets": var.index[gene], "class": cls, "efficacy": eff, "target_program": int(program[gene])})
         effects.append(lfc)
 
-    for gene in np.sort(off_genes[: config.n_nonexpressed]):
+    for gene in np.sort(off_genes[: 0 if config.perturbation_type == "drug" else config.n_nonexpressed]):
         lfc = np.zeros(g)
         lfc[gene] = target_lfc
         rows.append({"targets": var.index[gene], "class": "non_expressed", "efficacy": 0.0, "target_program": -1})
@@ -177,7 +217,7 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
 
     strong_regs = [int(r) for r, c in zip(regulators, classes, strict=True) if c != "no_effect"]
     pairs: set[tuple[int, int]] = set()
-    while len(pairs) < config.n_double:
+    while regulators.size and len(pairs) < config.n_double:
         a, b = sorted(rng.choice(strong_regs, size=2, replace=False).tolist())
         pairs.add((a, b))
     for i, (a, b) in enumerate(sorted(pairs)):

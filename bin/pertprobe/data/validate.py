@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .compounds import check_compounds, read_compound_table
 from .layouts import contract_labels
 from .dataset import (GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, auto_min_genes_per_cell, looks_like_ensembl,
                       split_targets)
@@ -171,6 +172,21 @@ def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series
                          f"{min_genes} detected genes", f"use --min_genes_per_cell {enough} or lower")
 
 
+def _check_doses(path: str, obs: pd.DataFrame, spec: DatasetSpec, labels: pd.Series) -> None:
+    """The dose column holds non-negative numbers for every perturbed cell (controls may be empty)."""
+    column = _check_obs_column(path, obs, spec.dose_col, "dose")
+    values = pd.to_numeric(column.astype(str).str.strip().replace({"": "nan"}), errors="coerce")
+    perturbed = (labels != spec.control_label).to_numpy()
+    bad = perturbed & ~np.isfinite(values.to_numpy(dtype=np.float64))
+    if bad.any():
+        example = column[bad].astype(str).iloc[0]
+        raise InputError(path, f"obs['{spec.dose_col}']", f"{int(bad.sum())} perturbed cells have a dose that is not a "
+                         f"number (e.g. {example!r})", "store doses as numbers in one unit (e.g. µM), the unit in "
+                         "the column name or the docs")
+    if (values[perturbed] < 0).any():
+        raise InputError(path, f"obs['{spec.dose_col}']", "negative doses", "store doses as non-negative numbers")
+
+
 def _check_gene_ids(path: str, var_names: pd.Index, spec: DatasetSpec) -> float:
     names = var_names.astype(str)
     frac_ens = float(np.mean([looks_like_ensembl(n) for n in names])) if len(names) else 0.0
@@ -184,9 +200,10 @@ def _check_gene_ids(path: str, var_names: pd.Index, spec: DatasetSpec) -> float:
     return frac_ens
 
 
-def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | None = None) -> dict[str, Any]:
-    """Validate `path` against `spec` (and the run's parameters, `checks`); return a summary, or raise
-    `InputError` naming the file, the field and the fix."""
+def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | None = None,
+                     compound_table: str | Path | None = None) -> dict[str, Any]:
+    """Validate `path` against `spec` (and the run's parameters, `checks`, and a drug dataset's
+    `compound_table`); return a summary, or raise `InputError` naming the file, the field and the fix."""
     checks = checks or RunChecks()
     path = str(path)
     _check_spec(path, spec)
@@ -228,6 +245,8 @@ def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | No
             batch = _check_obs_column(path, obs, spec.batch_col, "batch")
             if batch.isna().any():
                 raise InputError(path, f"obs['{spec.batch_col}']", "has missing values", "fill or drop those cells")
+        if spec.dose_col:
+            _check_doses(path, obs, spec, pert)
         if spec.gene_symbol_col and spec.gene_symbol_col not in var.columns:
             raise InputError(path, f"var['{spec.gene_symbol_col}']", "the gene-symbol column is missing "
                              f"(var has: {', '.join(map(repr, var.columns)) or '(none)'})",
@@ -261,6 +280,10 @@ def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | No
     targets = sorted({t for p in perts.index for t in split_targets(p)})
     missing_targets = [t for t in targets if t not in gene_names]
     unresolved = sorted(p for p in perts.index if not all(t in gene_names for t in split_targets(p)))
+    if spec.perturbation_type == "drug":
+        unresolved = []  # compounds have no target gene to resolve
+    if compound_table is not None:
+        check_compounds(list(perts.index), read_compound_table(compound_table), compound_table)
     _check_run(path, spec, checks, perts, unresolved, gene_names, frac_ens > 0.5, np.isin(names, targets),
                cells_per_gene, genes_per_cell, (pert == spec.control_label).to_numpy())
     return {

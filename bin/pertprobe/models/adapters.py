@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..data.dataset import GENETIC_TYPES
 from ..registry import get, register
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ class UnknownModelOption(ValueError):
 
 def foundation_model(role: str, name: str, source: str, description: str, **fields: Any) -> Callable[[F], F]:
     """Register an adapter's `embed_cells` (role 'cells') or `embed_genes` (role 'genes'): it reads
-    --<name>_model, runs in containers/<name>/ and on an accelerator when one is given."""
+    --<name>_model, runs in containers/<name>/ and on an accelerator when one is given. Gene tables
+    embed genes, so they are defined for genetic perturbations only."""
+    if role == "genes":
+        fields.setdefault("perturbation_types", GENETIC_TYPES)
     return register(KIND[role], name, checkpoint=True, container=name, gpu=True, docs=f"docs/models/{name}.md",
                     source=source, description=description, **fields)
 

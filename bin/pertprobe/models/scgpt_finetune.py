@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..data.dataset import GENETIC_TYPES
 from ..errors import InputError
 from ..registry import register
 from .checkpoint import directory_hash, load_strict, load_torch_file, require_files
@@ -235,6 +236,7 @@ class ScGPTFinetune:
 
 
 @register("predictor", "scgpt_finetune", model="scgpt", needs=("cells",), gpu=True, profiles=(),
+          perturbation_types=GENETIC_TYPES,
           container="scgpt", checkpoint_files=CHECKPOINT_FILES, docs=DOCS,
           source="Cui et al. 2024 (scGPT perturbation generator); controls: " + SIMPLE_CONTROLS,
           description="scGPT fine-tuned on the training perturbations' cells (control cell + flags → perturbed cell); "

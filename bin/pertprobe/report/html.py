@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.pseudobulk import Pseudobulk
-from ..registry import get, names, select
+from ..registry import applies, entries, get, names, select
 from ..response.bounds import ABOVE_CEILING, ROW_STATUSES
 from ..response.metrics import directions
 from ..response.predictors import floors, shortcuts
@@ -154,6 +154,20 @@ def _cell_section(cell_board: pd.DataFrame) -> list[str]:
     return parts
 
 
+def _left_out_note(perturbation_type: str | None) -> str:
+    """The predictors and perturbation embeddings not defined for the dataset's perturbation type."""
+    if not perturbation_type:
+        return ""
+    left = {kind: [e.name for e in entries(kind) if not applies(e, perturbation_type)]
+            for kind in ("predictor", "gene_embedding")}
+    if not any(left.values()):
+        return ""
+    listed = "; ".join(f"{'predictors' if kind == 'predictor' else 'perturbation embeddings'} {', '.join(names_)}"
+                       for kind, names_ in left.items() if names_)
+    return (f"<p class='note'>Not defined for {html.escape(perturbation_type)} perturbations, so left out, never "
+            f"replaced by another floor: {html.escape(listed)} (docs/registry.md, perturbation_types).</p>")
+
+
 def _datasets_section(datasets: dict[str, dict[str, Any]]) -> list[str]:
     """Each dataset's PREPROCESS summary, its unresolved labels and DE-gene shortfalls, and which tasks ran."""
     parts = ["<h2>Datasets</h2>"] if datasets else []
@@ -166,6 +180,7 @@ def _datasets_section(datasets: dict[str, dict[str, Any]]) -> list[str]:
             listed = sorted(tasks.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
             parts.append("<p class='note'>Tasks (docs/tasks.md): " +
                          html.escape("; ".join(f"{name}: {status}" for name, status in listed)) + ".</p>")
+        parts.append(_left_out_note(info.get("perturbation_type")))
         unresolved = info.get("unresolved_perturbations", [])
         if unresolved:
             parts.append(f"<p class='note'>{len(unresolved)} perturbation(s) name targets that are not measured, "

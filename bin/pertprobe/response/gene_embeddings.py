@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.dataset import split_targets
+from ..data.dataset import GENETIC_TYPES, split_targets
 from ..errors import InputError
 from ..io import read_table, read_table_metadata, write_table
 from ..registry import register
@@ -49,18 +49,25 @@ def data_pca(train_means: pd.DataFrame, targets: dict[str, list[str]], n_compone
 
 
 @register("gene_embedding", "data_pca", docs=DOCS, profiles=("minimal", "paper", "full"), needs=("training_pseudobulk",),
+          perturbation_types=GENETIC_TYPES,
           source="Ahlmann-Eltze, Huber & Anders 2025",
           description="PCA of the split's training pseudobulk, genes as rows (fitted on training perturbations)")
-def data_pca_source(means: pd.DataFrame, targets: dict[str, list[str]], n_dims: int, seed: int) -> pd.DataFrame:
+def data_pca_source(means: pd.DataFrame, targets: dict[str, list[str]], n_dims: int, seed: int,
+                    **_: Any) -> pd.DataFrame:
     """`data_pca` of the training perturbations' pseudobulk `means`."""
     return data_pca(means, targets, n_dims, seed)
 
 
 @register("gene_embedding", "random", docs=DOCS, floor=True, profiles=("minimal", "paper", "full"),
           source="floor", description="seeded standard-normal vectors (the floor an embedding must beat)")
-def random_source(means: pd.DataFrame, targets: dict[str, list[str]], n_dims: int, seed: int) -> pd.DataFrame:
-    """`random_embedding` of the measured genes."""
-    return random_embedding(means.columns, n_dims, seed)
+def random_source(means: pd.DataFrame, targets: dict[str, list[str]], n_dims: int, seed: int,
+                  **_: Any) -> pd.DataFrame:
+    """`random_embedding` of the measured genes, then of every other name a perturbation label is made
+    of (a compound, an unmeasured target): every perturbation has a random vector (the gene rows are
+    the same draws as without the others)."""
+    genes = list(means.columns)
+    others = sorted({t for p in targets for t in split_targets(p)} - set(genes))
+    return random_embedding(pd.Index(genes + others), n_dims, seed)
 
 
 def random_embedding(genes: pd.Index, dim: int = 10, seed: int = 0) -> pd.DataFrame:

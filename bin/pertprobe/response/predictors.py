@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.dataset import split_targets
+from ..data.dataset import GENETIC_TYPES, split_targets
 from ..data.pseudobulk import Pseudobulk
-from ..registry import entries, get, register
+from ..registry import applies, entries, get, register
 from .gene_embeddings import data_pca, perturbation_vectors
 from .training import Prediction, TrainingData, perturbed_mean, tile
 
@@ -56,12 +56,12 @@ def mean_of_means(train: TrainingData, test: list[str], **_: Any) -> Prediction:
     return Prediction(tile(train.means.to_numpy(dtype=np.float64).mean(axis=0), len(test)))
 
 
-@predictor("crispr_informed_mean", floor=True, profiles=("minimal", "paper", "full"),
+@predictor("crispr_informed_mean", floor=True, profiles=("minimal", "paper", "full"), perturbation_types=GENETIC_TYPES,
            description="mean, with measured targets set to 0 (CRISPRi/KO) or doubled (CRISPRa)", source=SIMPLE_CONTROLS)
 def crispr_informed_mean(train: TrainingData, test: list[str], **_: Any) -> Prediction:
     """Training mean, with each measured target set to 0 (CRISPRi/KO) or doubled (CRISPRa).
 
-    Drug perturbations have no target gene, so this reduces to `mean` for them.
+    Undefined for drugs (no target gene): left out of drug datasets, never run as `mean`.
     """
     base = perturbed_mean(train)
     out = tile(base, len(test))
@@ -108,6 +108,7 @@ def _target_fold_change(train: TrainingData, col: dict[str, int]) -> tuple[float
 
 
 @predictor("target_only", floor=True, shortcut=True, profiles=("minimal", "paper", "full"), source=SHORTCUTS,
+           perturbation_types=GENETIC_TYPES,
            description="the control profile with only the perturbed genes changed, by the target fold-change "
                        "fitted on training perturbations")
 def target_only(train: TrainingData, test: list[str], **_: Any) -> Prediction:
@@ -302,6 +303,9 @@ def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedd
             by_batch: pd.DataFrame | None = None, seed: int = 0, **params: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predicted pseudobulk (test perturbations x genes) of predictor `name` trained on `train`."""
     entry = get("predictor", name)
+    if not applies(entry, pb.perturbation_type):
+        raise ValueError(f"predictor {name!r} is defined for {', '.join(entry.perturbation_types)} perturbations only, "
+                         f"not {pb.perturbation_type}: leave it out (the pipeline does, and says so in the report)")
     if "cells" in entry.needs:
         raise ValueError(f"predictor {name!r} is fine-tuned on cells: run it with predict_finetune.py (PREDICT_FINETUNE)")
     if entry.needs_embedding != (embedding is not None):

@@ -3,7 +3,7 @@ process EMBED_GENES {
     label 'process_single'
 
     input:
-    tuple val(meta), path(pseudobulk), path(splits), val(split), val(source), path(table, stageAs: 'external/*')
+    tuple val(meta), path(pseudobulk), path(splits), val(split), val(source), path(table, stageAs: 'external/*'), path(compounds, stageAs: 'compounds/*')
 
     output:
     tuple val(meta), val(split), val(source), path("*.gene_embedding.parquet"), emit: embedding
@@ -16,6 +16,7 @@ process EMBED_GENES {
     def args   = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}.${source}.${split.task}.seed${split.seed}.fold${split.fold}"
     def from   = table ? "${table} --name ${source}" : source
+    def compound_arg = compounds ? "--compound-table ${compounds}" : ''
     """
     embed_genes.py \\
         --source ${from} \\
@@ -24,6 +25,7 @@ process EMBED_GENES {
         --task ${split.task} \\
         --seed ${split.seed} \\
         --fold ${split.fold} \\
+        ${compound_arg} \\
         --out ${prefix}.gene_embedding.parquet \\
         --versions-yml versions.yml \\
         --task-process "${task.process}" \\

@@ -3,7 +3,7 @@ process VALIDATE_INPUT {
     label 'process_single'
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), path(compounds, stageAs: 'compounds/*')
 
     output:
     tuple val(meta), path("*.validation.json"), emit: json
@@ -16,9 +16,11 @@ process VALIDATE_INPUT {
     def args   = task.ext.args ?: ''
     def dataset_args = task.ext.args2 ?: ''  // the samplesheet row's columns (conf/modules.config)
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def compound_arg = compounds ? "--compound-table ${compounds}" : ''
     """
     validate_input.py \\
         --h5ad ${h5ad} \\
+        ${compound_arg} \\
         ${dataset_args} \\
         --out ${prefix}.validation.json \\
         --versions-yml versions.yml \\
@@ -28,6 +30,7 @@ process VALIDATE_INPUT {
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def compound_arg = compounds ? "--compound-table ${compounds}" : ''
     """
     echo '{"stub": true}' > ${prefix}.validation.json
     printf '"%s":\\n    pertprobe: stub\\n' "${task.process}" > versions.yml

@@ -8,9 +8,10 @@ include { PREPROCESS     } from '../../../modules/local/preprocess/main'
 workflow PREPARE_DATASETS {
     take:
     ch_datasets  // [meta, h5ad]
+    ch_compounds // [meta, compound table] (drug datasets)
 
     main:
-    VALIDATE_INPUT(ch_datasets)
+    VALIDATE_INPUT(ch_datasets.join(ch_compounds, remainder: true).map { meta, h5ad, table -> [meta, h5ad, table ?: []] })
     // No dataset is processed until every dataset has passed: a bad one stops the run before any work.
     ch_all_valid = VALIDATE_INPUT.out.json.collect(flat: false)
     PREPROCESS(ch_datasets.join(VALIDATE_INPUT.out.json).combine(ch_all_valid.map { 'all valid' })

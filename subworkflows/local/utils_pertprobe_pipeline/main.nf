@@ -79,6 +79,12 @@ def builtinGeneEmbeddings() {
     return selectNames('--gene_embeddings', 'gene_embedding', params.gene_embeddings, [checkpoint: false])
 }
 
+// Whether a registered predictor or perturbation embedding is defined for the dataset's perturbation type.
+def appliesTo(String kind, String name, Map meta) {
+    def types = registryEntry(kind, name).perturbation_types
+    return !types || meta.perturbation_type in types
+}
+
 // Whether a registered entry runs as the *_GPU alias of its process (only with --gpu).
 def onGpu(String kind, String name) {
     return params.gpu && registryEntry(kind, name).gpu
@@ -156,8 +162,18 @@ workflow PIPELINE_INITIALISATION {
         sides.collect { it[0] },
         sides.collect { it[2] },
     )
-    ch_rows = VALIDATE_SAMPLESHEET.out.json
+    // A drug dataset needs its compound table when a chosen perturbation embedding reads one.
+    def molecular = builtinGeneEmbeddings().findAll { 'compound_table' in registryEntry('gene_embedding', it).needs }
+    ch_samples = VALIDATE_SAMPLESHEET.out.json
         .splitJson()
+        .map { row ->
+            if (row.meta.perturbation_type == 'drug' && !row.compound_table && molecular) {
+                error("dataset ${row.meta.id}: a drug dataset needs the samplesheet's compound_table (CSV compound,smiles) " +
+                      "for --gene_embeddings ${molecular.join(',')}. Fix: add it, or leave those embeddings out")
+            }
+            row
+        }
+    ch_rows = ch_samples
         .combine(VALIDATE_SIDE_INPUTS.out.json)
         .branch { row, sideInputs ->
             relabel: row.label_map
@@ -170,7 +186,8 @@ workflow PIPELINE_INITIALISATION {
         .mix(APPLY_LABEL_MAP.out.h5ad)
 
     emit:
-    datasets = ch_datasets  // [meta, h5ad]
+    datasets  = ch_datasets  // [meta, h5ad]
+    compounds = ch_samples.filter { it.compound_table }.map { [it.meta, file(it.compound_table, checkIfExists: true)] }  // [meta, compound table]
     versions = VALIDATE_SAMPLESHEET.out.versions.mix(VALIDATE_SIDE_INPUTS.out.versions, APPLY_LABEL_MAP.out.versions)
 }
 

@@ -24,7 +24,7 @@ def sheet(tmp_path, *rows: str, header: str = HEADER):
 def test_bundled_samplesheet_gives_meta_with_defaults():
     rows = read_samplesheet(TEST_DATA / "samplesheet.csv", SCHEMA)
     assert rows == [{"meta": {"id": "sim_crispri", "perturbation_type": "CRISPRi", "gene_id_type": "symbol", "layout": "pertprobe",
-                              "perturbation_col": "perturbation", "control_label": "control", "batch_col": "batch",
+                              "perturbation_col": "perturbation", "control_label": "control", "batch_col": "batch", "dose_col": "",
                               "counts_layer": "", "gene_symbol_col": ""},
                      "h5ad": str((TEST_DATA / "sim_crispri.h5ad").resolve())}]
 

@@ -105,6 +105,8 @@ def test_program_membership_in_truth(small_sim):
 
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="perturbation_type"):
+        SimulationConfig(perturbation_type="siRNA")
+    with pytest.raises(ValueError, match="compound_table"):
         SimulationConfig(perturbation_type="drug")
     with pytest.raises(ValueError, match="program"):
         SimulationConfig(n_genes=50, n_programs=10, program_size=25)

@@ -50,12 +50,13 @@ def test_crispr_informed_mean_crispra_doubles_target(toy):
     np.testing.assert_allclose(out.loc["D"].to_numpy(), [base[0], base[1], base[2], 2 * base[3]])
 
 
-def test_crispr_informed_mean_drug_is_mean(toy):
+def test_crispr_informed_mean_is_undefined_for_drugs_not_the_mean(toy):
+    """A floor that needs a target gene is refused on a drug dataset, never run as `mean` under its name."""
     _, _, pb = toy
     pb.perturbation_type = "drug"
-    a = predict("crispr_informed_mean", pb, ["A", "B"], ["D"])[0]
-    b = predict("mean", pb, ["A", "B"], ["D"])[0]
-    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match="crispr_informed_mean.*CRISPRi, CRISPRa, KO perturbations only, not drug"):
+        predict("crispr_informed_mean", pb, ["A", "B"], ["D"])
+    assert predict("mean", pb, ["A", "B"], ["D"])[0].shape == (1, len(pb.genes))
 
 
 @pytest.mark.parametrize("name", ["no_change", "mean", "crispr_informed_mean"])
