@@ -251,14 +251,15 @@ def render_html(board: pd.DataFrame, metrics: pd.DataFrame, datasets: dict[str, 
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>pertprobe report</title>"
              f"<style>{_CSS}</style></head><body><h1>pertprobe report</h1>"]
     parts += _datasets_section(datasets)
-    for name in _tasks(board):
+    tasks = _tasks(board)
+    for name in tasks:
         b, m = board[board["task"] == name], metrics[metrics["task"] == name]
         st = stats[stats["task"] == name] if len(stats) else stats
         parts.append(f"<h1>Task {html.escape(name)}</h1><p class='note'>"
                      f"{html.escape(get('task', name).description) if name in names('task') else ''} "
                      "(docs/tasks.md).</p>")
         parts += verdict_section(b, st, m)
-        parts += perturbation_views(m, b, pseudobulks)
+        parts += perturbation_views(m, b, pseudobulks, None if name == tasks[0] else tasks[0])
         parts += _leaderboard_section(b, m, st)
         if seen is not None:
             parts += combination_section(m, seen[seen["task"] == name])

@@ -378,10 +378,11 @@ def _similarity_view(pb: Pseudobulk, dataset: str) -> list[str]:
     return parts + [table(neighbours, "{:.3f}")]
 
 
-def perturbation_views(metrics: pd.DataFrame, board: pd.DataFrame,
-                       pseudobulks: dict[str, Pseudobulk] | None) -> list[str]:
+def perturbation_views(metrics: pd.DataFrame, board: pd.DataFrame, pseudobulks: dict[str, Pseudobulk] | None,
+                       dataset_views: str | None = None) -> list[str]:
     """The per-perturbation views' HTML, a section per dataset of the board; one note where no pseudobulk
-    was given, nothing for an empty board."""
+    was given, nothing for an empty board. The knockdown and similarity views describe the dataset, not
+    a task: with `dataset_views` (the task whose section shows them) they are referred to, not repeated."""
     if board.empty:
         return []
     parts = ["<h2>Per-perturbation views</h2>"]
@@ -396,6 +397,10 @@ def perturbation_views(metrics: pd.DataFrame, board: pd.DataFrame,
             continue
         scores = perturbation_scores(metrics, board, pb, dataset)
         parts += _score_views(dataset, scores)
+        if dataset_views:
+            parts.append(_note(f"Own-target knockdown and the similarity of observed responses: under task "
+                               f"{dataset_views} (they do not depend on the task)."))
+            continue
         parts += _knockdown_view(pb)
         parts += _similarity_view(pb, dataset)
     return parts
