@@ -25,6 +25,10 @@ from pertprobe.cli import command
 @click.option("--n-control", default=600, show_default=True, type=click.IntRange(min=2))
 @click.option("--n-batches", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-effect-sd", default=0.3, show_default=True, type=click.FloatRange(min=0))
+@click.option("--n-covariates", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Cell lines (obs['cell_line']): every perturbation in every line, with line-specific responses.")
+@click.option("--doses", default="", callback=lambda c, p, v: tuple(float(x) for x in v.split(",") if x.strip()),
+              help="drug: comma-separated doses (obs['dose']), Hill-shaped responses.")
 def main(out_path: str, truth_path: str, relationships_path: str | None, **params) -> None:
     """Write raw negative-binomial counts (OUT) and the true effects and programs (TRUTH)."""
     from pertprobe.data.simulate import SimulationConfig, simulate
@@ -36,7 +40,7 @@ def main(out_path: str, truth_path: str, relationships_path: str | None, **param
     if relationships_path:
         write_table(sim.program_relationships().set_index("gene_a"), relationships_path)
     click.echo(f"wrote {out_path}: {sim.counts.shape[0]} cells x {sim.counts.shape[1]} genes, "
-               f"{len(sim.truth_obs)} perturbations")
+               f"{sim.truth_obs['perturbation'].nunique()} perturbations in {len(sim.truth_obs)} conditions")
 
 
 if __name__ == "__main__":

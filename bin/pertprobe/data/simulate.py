@@ -16,6 +16,12 @@ Model (all effects are log fold-changes on a gene's expected expression):
   structurally similar compounds act alike (the signal a fingerprint embedding can carry), plus the
   shared response; doubles are compound pairs;
 * perturbations of non-expressed genes change nothing (a null set);
+* covariates (``n_covariates`` > 1, cell lines in ``obs['cell_line']``): every perturbation and the
+  controls in every line; a line shifts baseline expression gene-wise and scales each program's
+  response (shared response x line-specific gain), plus a line-specific response of the perturbation's
+  own programme's genes — so a perturbation's mean over the other lines predicts it, imperfectly;
+* doses (``doses``, drugs): every compound at every dose, its effect times a Hill curve
+  d^h / (EC50^h + d^h) with a per-compound EC50 log-uniform over the dose range (``obs['dose']``);
 * batches add a gene-wise log fold-change and a library-size shift;
 * counts are negative binomial (gamma-Poisson) around ``library_size * expression``.
 """
@@ -60,6 +66,12 @@ class SimulationConfig:
     control_label: str = "control"
     compound_table: str = ""  # drug: CSV compound,smiles (data/compounds.py); every compound is simulated
     drug_effect_sd: float = 1.0  # drug: SD of a compound's program scores, in units of the program loadings
+    n_covariates: int = 1  # cell lines; > 1 simulates every perturbation in every line
+    covariate_gain_sd: float = 0.4  # SD of a line's log gain on each program's response
+    covariate_specific_sd: float = 0.3  # SD of a line-specific response on the perturbation's program genes
+    covariate_baseline_sd: float = 0.3  # SD of a line's gene-wise baseline log shift
+    doses: tuple[float, ...] = ()  # drug: doses each compound is simulated at (empty: one, full effect)
+    hill_slope: float = 1.0  # drug: Hill coefficient of the dose response
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +81,10 @@ class SimulationConfig:
             raise ValueError("n_programs * program_size must not exceed n_genes")
         if self.perturbation_type == "drug" and not self.compound_table:
             raise ValueError("drug simulations need compound_table (a CSV compound,smiles)")
+        if self.n_covariates < 1:
+            raise ValueError("n_covariates must be at least 1")
+        if self.doses and (self.perturbation_type != "drug" or min(self.doses) <= 0):
+            raise ValueError("doses are for drug simulations and must be positive")
         if self.n_double > 0 and self.n_single < 2:
             raise ValueError("double perturbations need at least two single perturbations")
         if self.n_single > self.n_programs * self.program_size:
@@ -86,12 +102,16 @@ class SimulatedPerturbSeq:
     truth_lfc: np.ndarray
     config: SimulationConfig
 
+    def _config_record(self) -> dict:
+        """The configuration as uns can store it (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()}
+
     def to_anndata(self):
         """The dataset as an AnnData satisfying pertprobe's input contract."""
         import anndata as ad
 
         adata = ad.AnnData(X=self.counts, obs=self.obs, var=self.var)
-        adata.uns["simulation"] = {k: v for k, v in asdict(self.config).items()}
+        adata.uns["simulation"] = self._config_record()
         return adata
 
     def truth_anndata(self):
@@ -99,7 +119,7 @@ class SimulatedPerturbSeq:
         import anndata as ad
 
         truth = ad.AnnData(X=self.truth_lfc.astype(np.float32), obs=self.truth_obs, var=self.var.copy())
-        truth.uns["simulation"] = {k: v for k, v in asdict(self.config).items()}
+        truth.uns["simulation"] = self._config_record()
         return truth
 
     def program_relationships(self) -> pd.DataFrame:
@@ -108,7 +128,7 @@ class SimulatedPerturbSeq:
         singles = self.truth_obs[self.truth_obs["target_program"] >= 0]
         rows = []
         for _, group in singles.groupby("target_program", sort=True):
-            genes = sorted(group.index)
+            genes = sorted(group["perturbation"].unique())
             rows += [(a, b, "program") for i, a in enumerate(genes) for b in genes[i + 1:]]
         return pd.DataFrame(rows, columns=["gene_a", "gene_b", "source"])
 
@@ -140,6 +160,42 @@ def _drug_effects(config: SimulationConfig, loadings: np.ndarray, shared: np.nda
         rows.append({"targets": f"{a}+{b}", "class": "drug_double", "efficacy": 1.0, "target_program": -1})
         effects.append(lfc)
     return rows, effects
+
+
+def _conditions(config: SimulationConfig, truth_obs: pd.DataFrame, truth_lfc: np.ndarray, loadings: np.ndarray,
+                program: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Each perturbation in each line (and, for drugs, at each dose): its truth row and effect, and each
+    line's baseline log shift. One line and no doses return the perturbations unchanged (no draws)."""
+    g = truth_lfc.shape[1]
+    if config.n_covariates == 1 and not config.doses:
+        return truth_obs, truth_lfc, np.zeros((1, g))
+    rng = np.random.default_rng([config.seed, 23])  # its own stream: the default screen stays as it was
+    baseline = rng.normal(0.0, config.covariate_baseline_sd, size=(config.n_covariates, g))
+    if config.n_covariates == 1:
+        baseline[:] = 0.0
+    gain = np.exp(rng.normal(0.0, config.covariate_gain_sd, size=(config.n_covariates, config.n_programs)))
+    gene_gain = np.ones((config.n_covariates, g))
+    in_program = program >= 0
+    gene_gain[:, in_program] = gain[:, program[in_program]]
+    if config.n_covariates == 1:
+        gene_gain[:] = 1.0
+    doses = config.doses or (None,)
+    low, high = (min(doses), max(doses)) if config.doses else (1.0, 1.0)
+    rows, effects = [], []
+    for (_, row), lfc in zip(truth_obs.iterrows(), truth_lfc, strict=True):
+        moved = np.abs(lfc) > 0
+        specific = (config.covariate_specific_sd if config.n_covariates > 1 else 0.0) * (loadings != 0).any(axis=0)
+        ec50 = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if config.doses else None
+        for c in range(config.n_covariates):
+            line_lfc = lfc * gene_gain[c] + rng.normal(0.0, 1.0, size=g) * specific * moved
+            for d in doses:
+                scale = 1.0 if d is None else d ** config.hill_slope / (ec50 ** config.hill_slope + d ** config.hill_slope)
+                rows.append({**row.to_dict(), "cell_line": f"line{c}", "dose": 0.0 if d is None else float(d),
+                             "ec50": np.nan if ec50 is None else ec50})
+                effects.append(line_lfc * scale)
+    out = pd.DataFrame(rows)
+    out.index = pd.Index([f"{r['perturbation']}|{r['cell_line']}|{r['dose']:g}" for _, r in out.iterrows()])
+    return out, np.vstack(effects), baseline
 
 
 def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
@@ -237,14 +293,25 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
     truth_obs = truth_obs.rename(columns={"targets": "perturbation"})
     truth_lfc = np.vstack(effects)
 
-    # Cells: controls first, then each perturbation; batches assigned at random.
-    labels = [config.control_label] * config.n_control
-    lfc_rows = [None] * config.n_control
-    for name, lfc in zip(truth_obs.index, truth_lfc, strict=True):
+    truth_obs, truth_lfc, baseline = _conditions(config, truth_obs, truth_lfc, loadings, program)
+
+    # Cells: controls first (in every line), then each condition; batches assigned at random.
+    lines = [f"line{c}" for c in range(config.n_covariates)]
+    n_line_controls = np.diff(np.linspace(0, config.n_control, config.n_covariates + 1).round().astype(int))
+    labels, lfc_rows, cell_line, dose = [], [], [], []
+    for line, n in zip(lines, n_line_controls, strict=True):
+        labels += [config.control_label] * n
+        lfc_rows += [None] * n
+        cell_line += [line] * n
+        dose += [0.0] * n
+    for lfc, (_, row) in zip(truth_lfc, truth_obs.iterrows(), strict=True):
         n = max(2, int(rng.poisson(config.cells_per_perturbation)))
-        labels += [name] * n
+        labels += [row["perturbation"]] * n
         lfc_rows += [lfc] * n
+        cell_line += [row.get("cell_line", lines[0])] * n
+        dose += [row.get("dose", 0.0)] * n
     n_cells = len(labels)
+    line_of = np.asarray([int(x.removeprefix("line")) for x in cell_line])
     batch = rng.integers(0, config.n_batches, size=n_cells)
     batch_lfc = rng.normal(0.0, config.batch_effect_sd, size=(config.n_batches, g))
     batch_depth = rng.uniform(0.7, 1.3, size=config.n_batches)
@@ -256,7 +323,8 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
     for start in range(0, n_cells, chunk):
         stop = min(start + chunk, n_cells)
         lfc = np.vstack([zero if r is None else r for r in lfc_rows[start:stop]])
-        mu = depth[start:stop, None] * base[None, :] * np.exp(lfc + batch_lfc[batch[start:stop]])
+        shift = batch_lfc[batch[start:stop]] + baseline[line_of[start:stop]]
+        mu = depth[start:stop, None] * base[None, :] * np.exp(lfc + shift)
         lam = rng.gamma(shape=config.dispersion, scale=mu / config.dispersion)
         mats.append(sp.csr_matrix(rng.poisson(lam).astype(np.float32)))
     counts = sp.vstack(mats, format="csr")
@@ -270,4 +338,8 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
         },
         index=pd.Index([f"cell{i:06d}" for i in range(n_cells)]),
     )
+    if config.n_covariates > 1:
+        obs["cell_line"] = pd.Categorical(np.asarray(cell_line, dtype=object)[order])
+    if config.doses:
+        obs["dose"] = np.asarray(dose, dtype=np.float64)[order]
     return SimulatedPerturbSeq(counts, obs, var, truth_obs, truth_lfc, config)

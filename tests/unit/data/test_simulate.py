@@ -142,3 +142,50 @@ def test_simulator_doc_describes_the_bundled_data():
     perts = set(labels) - {"control"}
     actual = (adata.n_obs, adata.n_vars, len(perts), sum("+" in p for p in perts), adata.obs["batch"].nunique())
     assert tuple(int(g.replace(",", "")) for g in found.groups()) == actual
+
+
+def test_covariates_share_a_response_and_keep_a_line_specific_part():
+    """Every perturbation and the controls in every line; a perturbation's mean over the other lines
+    predicts its effect in a line better than no change, but not exactly (the covariate-transfer floor)."""
+
+    sim = simulate(small_config(n_covariates=3, seed=4))
+    truth = sim.truth_obs.assign(row=range(len(sim.truth_obs)))
+    assert set(sim.obs["cell_line"]) == {"line0", "line1", "line2"}
+    assert (sim.obs[sim.obs["perturbation"] == "control"].groupby("cell_line", observed=True).size() > 0).all()
+    assert truth.groupby("perturbation")["cell_line"].nunique().eq(3).all()
+    strong = truth[truth["class"] == "strong"]
+    better, exact = [], []
+    for pert, rows in strong.groupby("perturbation"):
+        effects = sim.truth_lfc[rows["row"].to_numpy()]
+        for i in range(3):
+            context = np.delete(effects, i, axis=0).mean(axis=0)
+            better.append(np.linalg.norm(effects[i] - context) < np.linalg.norm(effects[i]))
+            exact.append(np.allclose(effects[i], context))
+    assert np.mean(better) > 0.9 and not any(exact)
+    # Observed: per-line pseudobulk minus that line's control follows the truth.
+    labels = (sim.obs["perturbation"].astype(str) + "|" + sim.obs["cell_line"].astype(str)).to_numpy()
+    norm = sim.counts.multiply(1e4 / sim.counts.sum(axis=1)).tocsr().log1p()
+    means, _ = group_means(norm, labels)
+    row = strong.iloc[0]
+    observed = means.loc[f"{row['perturbation']}|{row['cell_line']}"] - means.loc[f"control|{row['cell_line']}"]
+    assert np.corrcoef(observed, sim.truth_lfc[row["row"]])[0, 1] > 0.5
+
+
+def test_doses_follow_a_hill_curve_with_each_compounds_ec50():
+    from pertprobe.data.compounds import BUNDLED
+
+    doses = (0.01, 0.1, 1.0, 10.0)
+    sim = simulate(small_config(perturbation_type="drug", compound_table=str(BUNDLED), n_double=0, doses=doses,
+                                seed=6))
+    truth = sim.truth_obs.assign(row=range(len(sim.truth_obs)))
+    assert sorted(sim.obs.loc[sim.obs["perturbation"] != "control", "dose"].unique()) == list(doses)
+    for _, rows in list(truth.groupby("perturbation"))[:10]:
+        rows = rows.sort_values("dose")
+        ec50 = rows["ec50"].iloc[0]
+        assert doses[0] <= ec50 <= doses[-1]
+        effects = sim.truth_lfc[rows["row"].to_numpy()]
+        hill = np.array(doses) / (ec50 + np.array(doses))  # hill_slope 1
+        np.testing.assert_allclose(effects, np.outer(hill / hill[-1], effects[-1]), atol=1e-12)  # one shape, scaled
+        assert np.all(np.diff(np.linalg.norm(effects, axis=1)) > 0)  # more drug, more effect
+    with pytest.raises(ValueError, match="doses are for drug"):
+        SimulationConfig(doses=(1.0,))
