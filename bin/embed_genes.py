@@ -25,7 +25,7 @@ def main(source: str, pseudobulk_path: str, splits_path: str, split, n_dims: int
     from pertprobe.data.splits import split_sets
     from pertprobe.io import read_table
     from pertprobe.data.compounds import check_compounds, read_compound_table
-    from pertprobe.registry import applies
+    from pertprobe.registry import require_applies
     from pertprobe.registry import get as registered
     from pertprobe.registry import names
     from pertprobe.response.gene_embeddings import read_embedding, write_embedding
@@ -34,9 +34,10 @@ def main(source: str, pseudobulk_path: str, splits_path: str, split, n_dims: int
     train, _ = split_sets(read_table(splits_path), split, splits_path)
     entry = registered("gene_embedding", source) if source in names("gene_embedding", checkpoint=False) else None
     if entry is not None:
-        if not applies(entry, pb.perturbation_type):
-            raise click.UsageError(f"{source} is defined for {', '.join(entry.perturbation_types)} perturbations only, "
-                                   f"not {pb.perturbation_type}")
+        try:
+            require_applies(entry, pb.perturbation_type)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from err
         compounds = None
         if "compound_table" in entry.needs:
             if not compound_path:

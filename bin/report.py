@@ -83,11 +83,7 @@ def main(metric_paths, summary_paths, pseudobulk_paths, splits_paths, embedding_
     if seen is not None:
         write_table(seen_scores(metrics, seen).set_index("dataset"), out / "combination.csv")
     if pseudobulks:
-        per_task = []
-        for task, sub in metrics.groupby("task", sort=True):
-            scores, knockdown = perturbation_tables(sub, board[board["task"] == task], pseudobulks)
-            per_task.append(scores.assign(task=task))
-        scores = pd.concat(per_task, ignore_index=True)
+        scores, knockdown = perturbation_tables(metrics, board, pseudobulks)
         write_table(scores.set_index("dataset"), out / "perturbations.csv")
         write_table(knockdown.set_index("dataset"), out / "knockdown.csv")
     with atomic_path(out / "report.html") as tmp:

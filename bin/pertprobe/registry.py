@@ -137,6 +137,14 @@ def applies(entry: Entry, perturbation_type: str) -> bool:
     return not entry.perturbation_types or perturbation_type in entry.perturbation_types
 
 
+def require_applies(entry: Entry, perturbation_type: str) -> None:
+    """A ValueError naming the types `entry` is defined for, unless it `applies` to `perturbation_type`."""
+    if not applies(entry, perturbation_type):
+        raise ValueError(f"{entry.kind} {entry.name!r} is defined for {', '.join(entry.perturbation_types)} "
+                         f"perturbations only, not {perturbation_type}: leave it out (the pipeline does, and says "
+                         "so in the report)")
+
+
 def foundation_models() -> list[str]:
     """Every model that reads a checkpoint (--<name>_model), whatever it embeds."""
     return list(dict.fromkeys(e.name for e in entries() if e.checkpoint))

@@ -57,7 +57,8 @@ def target_detection(processed: ad.AnnData) -> pd.Series:
     """Fraction of control cells with a non-zero count of each single-gene perturbation's target."""
     control = processed.uns["pertprobe"]["control_label"]
     perts = sorted(p for p in processed.obs["perturbation"].unique() if p != control and "+" not in p)
-    targets = {p: t[0] for p, t in target_map(perts, processed.var, control).items() if len(t) == 1}
+    kind = processed.uns["pertprobe"]["perturbation_type"]
+    targets = {p: t[0] for p, t in target_map(perts, processed.var, control, kind).items() if len(t) == 1}
     ctrl = (processed.obs["perturbation"] == control).to_numpy()
     counts = processed.layers["counts"][ctrl][:, processed.var_names.get_indexer(list(targets.values()))]
     detected = np.asarray((counts > 0).mean(axis=0)).ravel()

@@ -37,10 +37,20 @@ def split_targets(perturbation: str) -> list[str]:
     return [t for t in perturbation.split(COMBINATION_SEP) if t]
 
 
-def auto_min_genes_per_cell(n_genes: int) -> int:
-    """The default cell filter: at least 200 detected genes, but never more than 10% of the measured
-    genes, so a 300-gene targeted panel keeps cells with 30 detected genes (docs/usage.md#qc)."""
-    return min(WHOLE_TRANSCRIPTOME_MIN_GENES, int(np.ceil(PANEL_MIN_GENES_FRACTION * n_genes)))
+def gene_targets(perturbation: str, perturbation_type: str) -> list[str]:
+    """The genes a perturbation label names as its targets: each part of `A+B` for genetic types, none
+    for drugs (a compound is not a gene, even where its name is a gene symbol)."""
+    return split_targets(perturbation) if perturbation_type in GENETIC_TYPES else []
+
+
+def min_genes_per_cell(given: int | None, n_genes: int) -> tuple[int, str]:
+    """The cell filter and the rule that chose it: `given`, or (None) at least 200 detected genes but
+    never more than 10% of the measured genes, so a 300-gene targeted panel keeps cells with 30
+    detected genes (docs/usage.md#qc)."""
+    if given is not None:
+        return given, "--min_genes_per_cell"
+    auto = min(WHOLE_TRANSCRIPTOME_MIN_GENES, int(np.ceil(PANEL_MIN_GENES_FRACTION * n_genes)))
+    return auto, f"auto: min({WHOLE_TRANSCRIPTOME_MIN_GENES}, {PANEL_MIN_GENES_FRACTION:.0%} of {n_genes} measured genes)"
 
 
 def looks_like_ensembl(name: str) -> bool:

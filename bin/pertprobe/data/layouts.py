@@ -28,7 +28,6 @@ class Layout:
     control_label: str
     gene_symbol_col: str | None
     relabel: Callable[[pd.DataFrame, pd.Series, str], pd.Series] | None  # (obs, labels, control) -> contract labels
-    source: str
 
 
 def _gears(obs: pd.DataFrame, labels: pd.Series, control: str) -> pd.Series:
@@ -51,13 +50,11 @@ def _scperturb(obs: pd.DataFrame, labels: pd.Series, control: str) -> pd.Series:
     return out
 
 
+# Sources of each layout: docs/usage.md#layouts (GEARS, Roohani et al. 2023; scPerturb, Peidli et al. 2024).
 LAYOUTS = {
-    "pertprobe": Layout("perturbation", "control", None, None, "this project's input contract (docs/usage.md)"),
-    "gears": Layout("condition", "ctrl", "gene_name", _gears,
-                    "GEARS (Roohani et al. 2023) processed data: obs['condition'], obs['cell_type'], var['gene_name']"),
-    "scperturb": Layout("perturbation", "control", None, _scperturb,
-                        "scPerturb (Peidli et al. 2024) harmonised files: obs['perturbation'], obs['nperts'], "
-                        "obs['dose_value'], obs['cell_line']"),
+    "pertprobe": Layout("perturbation", "control", None, None),
+    "gears": Layout("condition", "ctrl", "gene_name", _gears),
+    "scperturb": Layout("perturbation", "control", None, _scperturb),
 }
 DEFAULTS = DatasetSpec()
 

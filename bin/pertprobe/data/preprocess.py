@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .dataset import (PANEL_MIN_GENES_FRACTION, WHOLE_TRANSCRIPTOME_MIN_GENES, DatasetSpec, auto_min_genes_per_cell,
-                      split_targets)
+from .dataset import DatasetSpec, gene_targets, min_genes_per_cell, split_targets
 from .de import DEConfig, de_counts, de_statistics, de_table, rest_weights, top_de_genes
 from .layouts import contract_labels
 from .pseudobulk import Pseudobulk, group_means
@@ -28,7 +27,7 @@ LOG = logging.getLogger(__name__)
 class PreprocessConfig:
     """Parameters of PREPROCESS (defaults follow DESIGN.md)."""
 
-    min_genes_per_cell: int | None = None  # None: auto_min_genes_per_cell of the measured genes
+    min_genes_per_cell: int | None = None  # None: chosen from the measured genes (dataset.min_genes_per_cell)
     min_cells_per_gene: int = 3
     target_sum: float = 1e4
     n_hvg: int = 2000
@@ -84,12 +83,15 @@ def input_var(adata: ad.AnnData, spec: DatasetSpec) -> pd.DataFrame:
     return var
 
 
-def target_map(perturbations: list[str], var: pd.DataFrame, control_label: str) -> dict[str, list[str]]:
-    """Map each perturbation to the var_names of its measured target genes (symbols resolved via var)."""
+def target_map(perturbations: list[str], var: pd.DataFrame, control_label: str,
+               perturbation_type: str) -> dict[str, list[str]]:
+    """Map each perturbation to the var_names of its measured target genes (symbols resolved via var;
+    none for drugs, `gene_targets`)."""
     lookup = {name: name for name in var.index}
     if "gene_symbol" in var.columns:
         lookup.update({sym: name for name, sym in zip(var.index, var["gene_symbol"], strict=True)})
-    return {p: [lookup[t] for t in split_targets(p) if t in lookup] for p in perturbations if p != control_label}
+    return {p: [lookup[t] for t in gene_targets(p, perturbation_type) if t in lookup]
+            for p in perturbations if p != control_label}
 
 
 def quality_control(adata: ad.AnnData, min_genes_per_cell: int, min_cells_per_gene: int,
@@ -138,12 +140,12 @@ class Preprocessed:
     de_counts: pd.DataFrame  # per perturbation: cells, genes tested, significant genes, DE genes used
 
 
-def label_resolution(perturbations: list[str], targets: dict[str, list[str]], drug: bool = False) -> pd.DataFrame:
+def label_resolution(perturbations: list[str], targets: dict[str, list[str]], perturbation_type: str) -> pd.DataFrame:
     """One row per perturbation: its target labels, the measured genes they resolve to, and whether
-    every target resolved (an unresolved perturbation is predicted and scored without its targets;
-    compounds have no target gene, so for drugs nothing is left to resolve)."""
+    every target gene (`gene_targets`: none for drugs) resolved (an unresolved perturbation is predicted
+    and scored without its targets)."""
     rows = [{"perturbation": p, "targets": "+".join(split_targets(p)), "measured_genes": ";".join(targets.get(p, [])),
-             "resolved": drug or len(targets.get(p, [])) == len(split_targets(p))} for p in perturbations]
+             "resolved": len(targets.get(p, [])) == len(gene_targets(p, perturbation_type))} for p in perturbations]
     return pd.DataFrame(rows, columns=["perturbation", "targets", "measured_genes", "resolved"])
 
 
@@ -151,12 +153,9 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     """Run the whole preprocessing of one dataset."""
     n_cells_in, n_genes_in = raw.n_obs, raw.n_vars
     LOG.info("preprocess: %d cells x %d genes; QC", n_cells_in, n_genes_in)
-    labels = sorted(raw.obs["perturbation"].unique())
-    # A compound has no target gene, even where its name happens to be a gene symbol.
-    targets = ({p: [] for p in labels if p != spec.control_label} if spec.perturbation_type == "drug"
-               else target_map(labels, raw.var, spec.control_label))
+    targets = target_map(sorted(raw.obs["perturbation"].unique()), raw.var, spec.control_label, spec.perturbation_type)
     target_genes = {g for genes in targets.values() for g in genes}
-    min_genes = auto_min_genes_per_cell(n_genes_in) if config.min_genes_per_cell is None else config.min_genes_per_cell
+    min_genes, min_genes_rule = min_genes_per_cell(config.min_genes_per_cell, n_genes_in)
     adata = quality_control(raw, min_genes, config.min_cells_per_gene, target_genes)
 
     counts = adata.obs["perturbation"].value_counts()
@@ -208,7 +207,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
     weights = rest_weights(adata.X, labels, adata.var_names, spec.control_label)
     de = de_table(stats, top, weights.loc[perts])
     splits, task_status = make_splits(perts, list(config.tasks), config.task)
-    resolution = label_resolution(perts, pb.targets, drug=spec.perturbation_type == "drug")
+    resolution = label_resolution(perts, pb.targets, spec.perturbation_type)
     summary = {
         "n_cells_input": n_cells_in, "n_genes_input": n_genes_in,
         "n_cells": adata.n_obs, "n_genes": adata.n_vars,
@@ -221,8 +220,7 @@ def preprocess(raw: ad.AnnData, spec: DatasetSpec, config: PreprocessConfig) -> 
         "unresolved_perturbations": resolution.loc[~resolution["resolved"], "perturbation"].tolist(),
         "perturbation_type": spec.perturbation_type,
         "qc_min_genes_per_cell": min_genes,
-        "qc_min_genes_rule": (f"auto: min({WHOLE_TRANSCRIPTOME_MIN_GENES}, {PANEL_MIN_GENES_FRACTION:.0%} of "
-                              f"{n_genes_in} measured genes)" if config.min_genes_per_cell is None else "--min_genes_per_cell"),
+        "qc_min_genes_rule": min_genes_rule,
         "qc_min_cells_per_gene": config.min_cells_per_gene,
         "tasks": task_status,
         "n_de_genes_median": float(counts_de["n_de_genes"].median()),

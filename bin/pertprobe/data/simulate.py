@@ -162,7 +162,7 @@ def _drug_effects(config: SimulationConfig, loadings: np.ndarray, shared: np.nda
     return rows, effects
 
 
-def _conditions(config: SimulationConfig, truth_obs: pd.DataFrame, truth_lfc: np.ndarray, loadings: np.ndarray,
+def _conditions(config: SimulationConfig, truth_obs: pd.DataFrame, truth_lfc: np.ndarray,
                 program: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Each perturbation in each line (and, for drugs, at each dose): its truth row and effect, and each
     line's baseline log shift. One line and no doses return the perturbations unchanged (no draws)."""
@@ -170,21 +170,18 @@ def _conditions(config: SimulationConfig, truth_obs: pd.DataFrame, truth_lfc: np
     if config.n_covariates == 1 and not config.doses:
         return truth_obs, truth_lfc, np.zeros((1, g))
     rng = np.random.default_rng([config.seed, 23])  # its own stream: the default screen stays as it was
-    baseline = rng.normal(0.0, config.covariate_baseline_sd, size=(config.n_covariates, g))
-    if config.n_covariates == 1:
-        baseline[:] = 0.0
-    gain = np.exp(rng.normal(0.0, config.covariate_gain_sd, size=(config.n_covariates, config.n_programs)))
-    gene_gain = np.ones((config.n_covariates, g))
+    lines = float(config.n_covariates > 1)  # one line: no line effects (the same draws, scaled to zero)
+    baseline = rng.normal(0.0, lines * config.covariate_baseline_sd, size=(config.n_covariates, g))
+    gain = np.exp(rng.normal(0.0, lines * config.covariate_gain_sd, size=(config.n_covariates, config.n_programs)))
     in_program = program >= 0
+    gene_gain = np.ones((config.n_covariates, g))
     gene_gain[:, in_program] = gain[:, program[in_program]]
-    if config.n_covariates == 1:
-        gene_gain[:] = 1.0
+    specific = lines * config.covariate_specific_sd * in_program
     doses = config.doses or (None,)
     low, high = (min(doses), max(doses)) if config.doses else (1.0, 1.0)
     rows, effects = [], []
     for (_, row), lfc in zip(truth_obs.iterrows(), truth_lfc, strict=True):
         moved = np.abs(lfc) > 0
-        specific = (config.covariate_specific_sd if config.n_covariates > 1 else 0.0) * (loadings != 0).any(axis=0)
         ec50 = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if config.doses else None
         for c in range(config.n_covariates):
             line_lfc = lfc * gene_gain[c] + rng.normal(0.0, 1.0, size=g) * specific * moved
@@ -293,7 +290,7 @@ def simulate(config: SimulationConfig) -> SimulatedPerturbSeq:
     truth_obs = truth_obs.rename(columns={"targets": "perturbation"})
     truth_lfc = np.vstack(effects)
 
-    truth_obs, truth_lfc, baseline = _conditions(config, truth_obs, truth_lfc, loadings, program)
+    truth_obs, truth_lfc, baseline = _conditions(config, truth_obs, truth_lfc, program)
 
     # Cells: controls first (in every line), then each condition; batches assigned at random.
     lines = [f"line{c}" for c in range(config.n_covariates)]

@@ -14,9 +14,9 @@ import pandas as pd
 
 from ..errors import InputError
 from .compounds import check_compounds, read_compound_table
+from .dataset import (GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, gene_targets, looks_like_ensembl,
+                      min_genes_per_cell, split_targets)
 from .layouts import contract_labels
-from .dataset import (GENE_ID_TYPES, PERTURBATION_TYPES, DatasetSpec, auto_min_genes_per_cell, looks_like_ensembl,
-                      split_targets)
 
 _CHUNK = 5_000_000  # stored values checked per read
 MIN_FREE_GENES = 20  # genes besides the targets that must survive gene QC for there to be a readout
@@ -31,7 +31,7 @@ class RunChecks:
 
     n_folds: int | None = None
     min_cells_per_gene: int | None = None
-    min_genes_per_cell: int | str | None = None  # 'auto': auto_min_genes_per_cell of the measured genes
+    min_genes_per_cell: int | str | None = None  # 'auto': chosen from the measured genes (dataset.min_genes_per_cell)
     max_unresolved_fraction: float = 0.2  # share of perturbations whose targets are not all measured
 
 
@@ -148,7 +148,7 @@ def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series
             raise InputError(path, f"obs['{spec.perturbation_col}']", f"{len(wrong)} labels look like combinations "
                              f"written with {sep!r} (e.g. {wrong[0]!r})", f"write combinations as A+B "
                              f"(e.g. {'+'.join(p.strip() for p in wrong[0].split(sep))!r})")
-    if spec.perturbation_type != "drug" and len(unresolved) > checks.max_unresolved_fraction * len(perts):
+    if len(unresolved) > checks.max_unresolved_fraction * len(perts):
         raise InputError(path, f"obs['{spec.perturbation_col}']",
                          f"{len(unresolved)} of {len(perts)} perturbations do not name measured genes "
                          f"(e.g. {', '.join(map(repr, unresolved[:4]))}), above --max_unresolved_fraction "
@@ -163,7 +163,7 @@ def _check_run(path: str, spec: DatasetSpec, checks: RunChecks, perts: pd.Series
         enough = int(np.sort(free)[::-1][min(MIN_FREE_GENES, free.size) - 1]) if free.size else 0
         raise InputError(path, "min_cells_per_gene", f"only {passing} genes besides the targets are detected in at "
                          f"least {checks.min_cells_per_gene} cells", f"use --min_cells_per_gene {enough} or lower")
-    min_genes = (auto_min_genes_per_cell(len(cells_per_gene))
+    min_genes = (min_genes_per_cell(None, len(cells_per_gene))[0]
                  if checks.min_genes_per_cell == "auto" else checks.min_genes_per_cell)
     kept_controls = int((genes_per_cell[is_control] >= (min_genes or 0)).sum())
     if min_genes is not None and kept_controls < spec.min_cells_per_perturbation:
@@ -277,11 +277,10 @@ def validate_dataset(path: str | Path, spec: DatasetSpec, checks: RunChecks | No
 
     names = var[spec.gene_symbol_col].astype(str) if spec.gene_symbol_col else var.index.astype(str)
     gene_names = set(names)
-    targets = sorted({t for p in perts.index for t in split_targets(p)})
+    targets = sorted({t for p in perts.index for t in gene_targets(p, spec.perturbation_type)})
     missing_targets = [t for t in targets if t not in gene_names]
-    unresolved = sorted(p for p in perts.index if not all(t in gene_names for t in split_targets(p)))
-    if spec.perturbation_type == "drug":
-        unresolved = []  # compounds have no target gene to resolve
+    unresolved = sorted(p for p in perts.index
+                        if not all(t in gene_names for t in gene_targets(p, spec.perturbation_type)))
     if compound_table is not None:
         check_compounds(list(perts.index), read_compound_table(compound_table), compound_table)
     _check_run(path, spec, checks, perts, unresolved, gene_names, frac_ens > 0.5, np.isin(names, targets),

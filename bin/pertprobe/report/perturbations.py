@@ -26,8 +26,8 @@ NOT_ACTIVATED = 1.25  # CRISPRa: a target at this share or less is not activated
 PSEUDOCOUNT = 1.0  # normalised counts, for the target's log2 fold-change
 BOTH = "floor = shortcut"  # the role of a best floor that is also the best shortcut
 WORSE, FALLBACK = "▼", "†"  # markers: worse than the best floor on this perturbation; fell back to the mean
-SCORE_COLUMNS = ["dataset", "metric", "perturbation", "n_cells", "response_strength", "role", "predictor", "value",
-                 "fallback", "worse_than_floor"]
+SCORE_COLUMNS = ["dataset", "task", "metric", "perturbation", "n_cells", "response_strength", "role", "predictor",
+                 "value", "fallback", "worse_than_floor"]
 KNOCKDOWN_COLUMNS = ["perturbation", "target", "control_mean", "perturbed_mean", "share_remaining",
                      "log2_fold_change", "on_target", "status"]
 
@@ -77,12 +77,15 @@ def shown_predictors(board: pd.DataFrame, dataset: str, metric: str) -> list[tup
 
 
 def perturbation_scores(metrics: pd.DataFrame, board: pd.DataFrame, pb: Pseudobulk, dataset: str) -> pd.DataFrame:
-    """Long table (SCORE_COLUMNS) of one dataset: per view metric, test perturbation (strongest
+    """Long table (SCORE_COLUMNS) of one dataset and task: per view metric, test perturbation (strongest
     response first) and shown predictor, the value averaged over the seeds and splits the
     perturbation was tested in, whether the predictor fell back to the mean for it in any of them,
     and whether it is worse than the best floor on it (oriented by the metric's direction; never for
     the floor or the ceiling)."""
     here = metrics[metrics["dataset"] == dataset]
+    if here["task"].nunique() > 1:
+        raise ValueError("perturbation_scores scores one task at a time: pass that task's metrics and board")
+    task = here["task"].iloc[0] if len(here) else ""
     pairs = here[["model", "embedding"]].drop_duplicates()
     labels = pd.Series([label(r) for _, r in pairs.iterrows()], index=pd.MultiIndex.from_frame(pairs))
     here = here.assign(predictor=labels.reindex(pd.MultiIndex.from_frame(here[["model", "embedding"]])).to_numpy(),
@@ -103,7 +106,7 @@ def perturbation_scores(metrics: pd.DataFrame, board: pd.DataFrame, pb: Pseudobu
         floor_value = per.loc[per["predictor"] == floor].set_index("perturbation")["value"]
         worse = sign * (per["value"] - per["perturbation"].map(floor_value)) < 0
         per["worse_than_floor"] = worse & per["role"].isin(["shortcut", "predictor"])
-        per["metric"], per["dataset"] = metric, dataset
+        per["metric"], per["dataset"], per["task"] = metric, dataset, task
         per["n_cells"] = per["perturbation"].map(strength["n_cells"])
         per["response_strength"] = per["perturbation"].map(strength["response_strength"])
         per["order"] = per["perturbation"].map({p: i for i, p in enumerate(tested)})
@@ -289,10 +292,12 @@ def similarity_figure(sim: pd.DataFrame) -> str:
 
 def perturbation_tables(metrics: pd.DataFrame, board: pd.DataFrame,
                         pseudobulks: dict[str, Pseudobulk]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """perturbations.csv and knockdown.csv: `perturbation_scores` and `knockdown_table` (with a
-    leading dataset column) of every dataset of the board that has a pseudobulk."""
+    """perturbations.csv and knockdown.csv: `perturbation_scores` per task (from that task's metrics and
+    board) and `knockdown_table` once (it does not depend on the task), with leading dataset (and task)
+    columns, of every dataset of the board that has a pseudobulk."""
     here = [d for d in sorted(board["dataset"].unique()) if d in pseudobulks]
-    scores = [perturbation_scores(metrics, board, pseudobulks[d], d) for d in here]
+    scores = [perturbation_scores(metrics[metrics["task"] == task], board[board["task"] == task], pseudobulks[d], d)
+              for task in sorted(board["task"].unique()) for d in here]
     knockdown = [knockdown_table(pseudobulks[d]).assign(dataset=d)[["dataset", *KNOCKDOWN_COLUMNS]] for d in here]
     return (pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS),
             pd.concat(knockdown, ignore_index=True) if knockdown else pd.DataFrame(columns=["dataset",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..data.dataset import GENETIC_TYPES, split_targets
 from ..data.pseudobulk import Pseudobulk
-from ..registry import applies, entries, get, register
+from ..registry import entries, get, register, require_applies
 from .gene_embeddings import data_pca, perturbation_vectors
 from .training import Prediction, TrainingData, perturbed_mean, tile
 
@@ -303,9 +303,7 @@ def predict(name: str, pb: Pseudobulk, train: list[str], test: list[str], embedd
             by_batch: pd.DataFrame | None = None, seed: int = 0, **params: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Predicted pseudobulk (test perturbations x genes) of predictor `name` trained on `train`."""
     entry = get("predictor", name)
-    if not applies(entry, pb.perturbation_type):
-        raise ValueError(f"predictor {name!r} is defined for {', '.join(entry.perturbation_types)} perturbations only, "
-                         f"not {pb.perturbation_type}: leave it out (the pipeline does, and says so in the report)")
+    require_applies(entry, pb.perturbation_type)
     if "cells" in entry.needs:
         raise ValueError(f"predictor {name!r} is fine-tuned on cells: run it with predict_finetune.py (PREDICT_FINETUNE)")
     if entry.needs_embedding != (embedding is not None):

@@ -152,7 +152,7 @@ def test_label_resolution_lists_every_perturbation_and_its_measured_targets(proc
 def test_an_unmeasured_target_is_reported_unresolved():
     from pertprobe.data.preprocess import label_resolution
 
-    table = label_resolution(["A", "A+B", "C"], {"A": ["A"], "A+B": ["A"], "C": []}).set_index("perturbation")
+    table = label_resolution(["A", "A+B", "C"], {"A": ["A"], "A+B": ["A"], "C": []}, "CRISPRi").set_index("perturbation")
     assert table["resolved"].to_dict() == {"A": True, "A+B": False, "C": False}
     assert table.loc["A+B", "targets"] == "A+B" and table.loc["A+B", "measured_genes"] == "A"
 
